@@ -1,0 +1,44 @@
+"""How an agent executes one task: run a program, ask a model, or play back a script.
+
+Pure Python with no Django model imports, so the coordinator can call runtimes from worker threads.
+"""
+
+from __future__ import annotations
+
+from .base import Outcome, Runtime, RuntimeConfigError, RuntimeResult, TaskContext
+from .command import CommandRuntime
+from .llm import LLMRuntime
+from .scripted import ScriptedRuntime
+
+RUNTIMES: dict[str, type[Runtime]] = {
+    CommandRuntime.kind: CommandRuntime,
+    LLMRuntime.kind: LLMRuntime,
+    ScriptedRuntime.kind: ScriptedRuntime,
+}
+
+__all__ = [
+    "RUNTIMES",
+    "CommandRuntime",
+    "LLMRuntime",
+    "Outcome",
+    "Runtime",
+    "RuntimeConfigError",
+    "RuntimeResult",
+    "ScriptedRuntime",
+    "TaskContext",
+    "build_runtime",
+    "validate_runtime_config",
+]
+
+
+def validate_runtime_config(kind: str, config: dict | None) -> dict:
+    """The normalised config for `kind`, or RuntimeConfigError naming every bad field."""
+    runtime_class = RUNTIMES.get(kind)
+    if runtime_class is None:
+        choices = ", ".join(sorted(RUNTIMES))
+        raise RuntimeConfigError({"runtime": f"unknown runtime {kind!r}; choose one of {choices}"})
+    return runtime_class.validate_config({} if config is None else config)
+
+
+def build_runtime(kind: str, config: dict | None) -> Runtime:
+    return RUNTIMES[kind](validate_runtime_config(kind, config))

@@ -1,0 +1,47 @@
+"""Domain errors and the one API exception handler that turns them into clean 4xx."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class DomainError(Exception):
+    """A request the coordination rules refuse. Carries field -> reason."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid"
+
+    def __init__(self, message: str = "", *, field: str = "", errors: dict[str, str] | None = None):
+        self.errors = dict(errors or {})
+        if field:
+            self.errors[field] = message
+        self.message = message or "; ".join(f"{k}: {v}" for k, v in self.errors.items())
+        super().__init__(self.message)
+
+
+class ConflictError(DomainError):
+    """The state changed under the request (answered twice, task already finished…)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        body: dict = {"detail": exc.message, "code": exc.code}
+        if exc.errors:
+            body["errors"] = exc.errors
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(detail=detail)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    return exception_handler(exc, context)

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from coordination.exceptions import DomainError
+from coordination.management.base import require_migrated_database
+from coordination.models import Session
+from coordination.patterns import PATTERNS
+from coordination.services import WorkSpec, work_submit
+
+
+class Command(BaseCommand):
+    help = "Submit a piece of work to a session; the coordinator picks it up within a second."
+
+    def add_arguments(self, parser):
+        parser.add_argument("title")
+        parser.add_argument("--session", required=True, help="Session id or exact name.")
+        parser.add_argument("--description", default="")
+        parser.add_argument("--pattern", default="feature_delivery", choices=sorted(PATTERNS))
+        parser.add_argument("--priority", type=int, default=0)
+        parser.add_argument("--estimate", default=None, help="Human hours the work would take (value metrics).")
+        parser.add_argument("--file", action="append", default=[], dest="files", help="A file the work touches.")
+
+    def handle(self, *args, **options):
+        require_migrated_database()
+        ref = options["session"]
+        session = Session.objects.filter(pk=int(ref)).first() if ref.isdigit() else None
+        session = session or Session.objects.filter(name=ref).order_by("-created_at").first()
+        if session is None:
+            raise CommandError(f"no session with id or name {ref!r}")
+        work = WorkSpec(
+            title=options["title"],
+            description=options["description"],
+            pattern=options["pattern"],
+            priority=options["priority"],
+            estimate_hours=options["estimate"],
+            files=options["files"],
+        )
+        try:
+            workflow = work_submit(session=session, work=work)
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(self.style.SUCCESS(f"Workflow {workflow.pk} “{workflow.title}” submitted to {session.name}"))

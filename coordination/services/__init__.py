@@ -1,0 +1,56 @@
+"""Every change of coordination state, one function each (see DESIGN.md)."""
+
+from .decisions import decision_answer, decisions_expire
+from .dispatch import (
+    Claim,
+    Finished,
+    coordinator_heartbeat,
+    coordinator_register,
+    coordinator_stop,
+    coordinators_mark_dead,
+    task_results_apply,
+    tasks_claim,
+    tasks_hand_back,
+    tasks_lease_renew,
+    tasks_reclaim_expired,
+)
+from .work import (
+    MemberSpec,
+    WorkSpec,
+    agent_pause,
+    agent_restart,
+    agent_resume,
+    agent_update,
+    session_set_status,
+    task_cancel,
+    task_retry,
+    team_spawn,
+    work_submit,
+)
+
+__all__ = [
+    "Claim",
+    "Finished",
+    "MemberSpec",
+    "WorkSpec",
+    "agent_pause",
+    "agent_restart",
+    "agent_resume",
+    "agent_update",
+    "coordinator_heartbeat",
+    "coordinator_register",
+    "coordinator_stop",
+    "coordinators_mark_dead",
+    "decision_answer",
+    "decisions_expire",
+    "session_set_status",
+    "task_cancel",
+    "task_results_apply",
+    "task_retry",
+    "tasks_claim",
+    "tasks_hand_back",
+    "tasks_lease_renew",
+    "tasks_reclaim_expired",
+    "team_spawn",
+    "work_submit",
+]

@@ -1,0 +1,725 @@
+"""The dispatcher's writes: claim ready work, renew leases, apply results,
+reclaim what dead daemons left behind, hand work back on shutdown.
+
+Every function is set-based: one tick claims or finishes many tasks with a
+fixed number of statements, so throughput does not pay a round trip per task.
+Lock order is always tasks before agents (claims skip locked rows), so two
+daemons never deadlock.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents.models import Agent
+from agents.runtimes import Outcome, RuntimeResult, TaskContext
+
+from .. import patterns
+from ..events import EventDraft, event_record, events_record, participant, participants
+from ..models import CoordinationEvent, CoordinatorInstance, Session, Task, TaskAttempt, Workflow
+from .flow import FlowBatch, batch_flush, decision_draft, move_apply
+
+E = CoordinationEvent.Type
+OUTPUT_LIMIT = 16_000
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A task leased to this daemon for one attempt, with what its runtime needs."""
+
+    task_id: int
+    attempt: int
+    agent_id: int
+    runtime: str
+    runtime_config: dict
+    context: TaskContext
+
+
+@dataclass(frozen=True)
+class Finished:
+    task_id: int
+    attempt: int
+    result: RuntimeResult
+
+
+# --- Coordinator instances --------------------------------------------------
+
+
+def coordinator_register(*, concurrency: int, name: str = "") -> CoordinatorInstance:
+    import os
+
+    now = timezone.now()
+    hostname = socket.gethostname()
+    with transaction.atomic():
+        instance = CoordinatorInstance.objects.create(
+            name=name or f"{hostname}:{os.getpid()}",
+            hostname=hostname,
+            pid=os.getpid(),
+            concurrency=concurrency,
+            started_at=now,
+            heartbeat_at=now,
+        )
+        event_record(
+            EventDraft(
+                type=E.COORDINATOR_STARTED,
+                message=f"Coordinator {instance.name} started with {concurrency} workers",
+                collaboration_data={"coordinator": instance.pk, "concurrency": concurrency},
+            ),
+            now=now,
+        )
+    return instance
+
+
+def coordinator_heartbeat(*, instance: CoordinatorInstance, processed: int = 0, tick_ms: float = 0.0) -> None:
+    now = timezone.now()
+    CoordinatorInstance.objects.filter(pk=instance.pk).update(
+        heartbeat_at=now, tasks_processed=F("tasks_processed") + processed, last_tick_ms=tick_ms
+    )
+    # Agents of live sessions are kept alive by whichever daemon is running.
+    Agent.objects.filter(session__status=Session.Status.ACTIVE).exclude(status=Agent.Status.OFFLINE).update(
+        heartbeat_at=now
+    )
+
+
+def coordinators_mark_dead(*, now=None) -> int:
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.HIVE["HEARTBEAT_TIMEOUT"])
+    return CoordinatorInstance.objects.filter(
+        status__in=[CoordinatorInstance.Status.RUNNING, CoordinatorInstance.Status.STOPPING], heartbeat_at__lt=cutoff
+    ).update(status=CoordinatorInstance.Status.DEAD)
+
+
+def coordinator_stop(*, instance: CoordinatorInstance, reason: str = "shutdown") -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        CoordinatorInstance.objects.filter(pk=instance.pk).update(
+            status=CoordinatorInstance.Status.STOPPED, stopped_at=now, heartbeat_at=now
+        )
+        event_record(
+            EventDraft(
+                type=E.COORDINATOR_STOPPED,
+                message=f"Coordinator {instance.name} stopped ({reason})",
+                collaboration_data={"coordinator": instance.pk, "reason": reason},
+            ),
+            now=now,
+        )
+
+
+# --- Claiming -----------------------------------------------------------------
+
+
+def _agent_score(agent: Agent, step: str) -> tuple:
+    """Lower is better: least loaded, then best record on this step, then oldest."""
+    record = agent.success_patterns.get(step, {}) if isinstance(agent.success_patterns, dict) else {}
+    done = record.get("ok", 0) + record.get("failed", 0)
+    rate = record.get("ok", 0) / done if done else 0.5
+    return (agent.active_tasks / agent.concurrency, -rate, agent.pk)
+
+
+def _files_overlap(a: list, b: list) -> bool:
+    return bool(set(a) & set(b))
+
+
+def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[Claim]:
+    """Lease up to `limit` ready tasks to matching idle agents, in one transaction.
+
+    Ready rows are locked with SKIP LOCKED so several daemons share the queue
+    without ever assigning a task twice.
+    """
+    if limit <= 0:
+        return []
+    now = now or timezone.now()
+    lease = timedelta(seconds=settings.HIVE["LEASE_SECONDS"])
+    # Where is there capacity? A plain read; rows are locked below.
+    capacity = list(
+        Agent.objects.available()
+        .filter(session__status=Session.Status.ACTIVE)
+        .values_list("session_id", "role")
+        .distinct()
+    )
+    if not capacity:
+        return []
+    sessions = {s for s, _ in capacity}
+    roles = {r for _, r in capacity}
+    with transaction.atomic():
+        candidates = list(
+            Task.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=Task.Status.READY, session_id__in=sessions, role__in=roles)
+            .exclude(not_before__gt=now)
+            .select_related("workflow", "session")
+            .order_by("-priority", "id")[: limit * 4]
+        )
+        if not candidates:
+            return []
+        agents = list(
+            Agent.objects.select_for_update(skip_locked=True)
+            .filter(session_id__in={t.session_id for t in candidates})
+            .exclude(status__in=[Agent.Status.OFFLINE, Agent.Status.ERROR])
+            .order_by("id")
+        )
+        pool: dict[tuple[int, str], list[Agent]] = defaultdict(list)
+        for agent in agents:
+            pool[(agent.session_id, agent.role)].append(agent)
+        busy_files: dict[int, list[tuple[int, list]]] = defaultdict(list)
+        if any(t.files for t in candidates):
+            for task_id, session_id, files in Task.objects.filter(
+                status=Task.Status.RUNNING, session_id__in={t.session_id for t in candidates if t.files}
+            ).values_list("id", "session_id", "files"):
+                if files:
+                    busy_files[session_id].append((task_id, files))
+
+        claimed: list[tuple[Task, Agent, Agent | None]] = []
+        held: list[tuple[Task, int]] = []
+        for task in candidates:
+            if len(claimed) >= limit:
+                break
+            if task.files:
+                blocker = next(
+                    (tid for tid, files in busy_files[task.session_id] if _files_overlap(files, task.files)), None
+                )
+                if blocker is not None:
+                    held.append((task, blocker))
+                    continue
+            agent = _pick_agent(task=task, pool=pool)
+            if agent is None:
+                continue
+            navigator = _pick_navigator(task=task, driver=agent, agents=agents) if _is_pair(task) else None
+            agent.active_tasks += 1
+            claimed.append((task, agent, navigator))
+            if task.files:
+                busy_files[task.session_id].append((task.pk, task.files))
+
+        drafts: list[EventDraft] = []
+        for task, blocker in held:
+            if task.result.get("held_by") != blocker:
+                task.result = {**task.result, "held_by": blocker}
+                drafts.append(
+                    EventDraft(
+                        type=E.CONFLICT_DETECTED,
+                        message=f"“{task.title}” touches files in use by task #{blocker}; it waits its turn",
+                        session_id=task.session_id,
+                        workflow_id=task.workflow_id,
+                        task_id=task.pk,
+                        collaboration_data={"files": task.files, "blocked_by_task": blocker},
+                    )
+                )
+        if held:
+            Task.objects.bulk_update([t for t, _ in held], ["result"])
+        if not claimed:
+            events_record(drafts, now=now)
+            return []
+
+        attempts = []
+        claims = []
+        for task, agent, navigator in claimed:
+            if task.result.get("held_by"):
+                drafts.append(
+                    EventDraft(
+                        type=E.CONFLICT_RESOLVED,
+                        message=f"“{task.title}” runs now that task #{task.result['held_by']} released its files",
+                        session_id=task.session_id,
+                        workflow_id=task.workflow_id,
+                        task_id=task.pk,
+                        collaboration_data={"files": task.files, "serialised_after": task.result["held_by"]},
+                    )
+                )
+                task.result = {}
+            task.status = Task.Status.RUNNING
+            task.agent = agent
+            task.pair_agent = navigator
+            task.attempt += 1
+            task.lease_owner = instance
+            task.lease_expires_at = now + lease
+            task.started_at = now
+            task.simulated = agent.runtime == Agent.Runtime.SCRIPTED
+            attempts.append(
+                TaskAttempt(task=task, number=task.attempt, agent=agent, coordinator=instance, started_at=now)
+            )
+            drafts.append(
+                EventDraft(
+                    type=E.TASK_ASSIGNED,
+                    message=f"{agent.name} took “{task.title}”"
+                    + (f" (attempt {task.attempt})" if task.attempt > 1 else ""),
+                    session_id=task.session_id,
+                    workflow_id=task.workflow_id,
+                    task_id=task.pk,
+                    agent_id=agent.pk,
+                    participants=participants(agent, navigator),
+                    collaboration_data={
+                        "pattern": task.workflow.pattern,
+                        "step": task.step,
+                        "round": task.round,
+                        "attempt": task.attempt,
+                        "navigator": participant(navigator),
+                    },
+                    simulated=task.simulated,
+                )
+            )
+            if navigator is not None:
+                drafts.append(
+                    EventDraft(
+                        type=E.PAIR_PROGRAMMING,
+                        message=f"{agent.name} drives, {navigator.name} navigates "
+                        f"on “{task.workflow.title}” (round {task.round})",
+                        session_id=task.session_id,
+                        workflow_id=task.workflow_id,
+                        task_id=task.pk,
+                        agent_id=agent.pk,
+                        participants=participants(agent, navigator),
+                        collaboration_data={
+                            "driver": participant(agent),
+                            "navigator": participant(navigator),
+                            "round": task.round,
+                            "phase": "started",
+                        },
+                        simulated=task.simulated,
+                    )
+                )
+            claims.append(
+                Claim(
+                    task_id=task.pk,
+                    attempt=task.attempt,
+                    agent_id=agent.pk,
+                    runtime=agent.runtime,
+                    runtime_config=agent.runtime_config,
+                    context=TaskContext(
+                        task_id=task.pk,
+                        attempt=task.attempt,
+                        title=task.title,
+                        description=task.description,
+                        role=task.role,
+                        step=task.step,
+                        pattern=task.workflow.pattern,
+                        workspace=task.session.workspace,
+                        files=tuple(task.files),
+                        handoff_note=task.handoff_note,
+                        round=task.round,
+                        pair_partner=navigator.name if navigator else "",
+                        session_goal=task.session.goal,
+                        workflow_title=task.workflow.title,
+                        agent_name=agent.name,
+                    ),
+                )
+            )
+        Task.objects.bulk_update(
+            [t for t, _, _ in claimed],
+            [
+                "status",
+                "agent",
+                "pair_agent",
+                "attempt",
+                "lease_owner",
+                "lease_expires_at",
+                "started_at",
+                "simulated",
+                "result",
+            ],
+        )
+        touched = {a.pk: a for _, a, _ in claimed}
+        for agent in touched.values():
+            agent.status = Agent.Status.BUSY if agent.status != Agent.Status.PAUSED else agent.status
+            agent.heartbeat_at = now
+        Agent.objects.bulk_update(list(touched.values()), ["active_tasks", "status", "heartbeat_at"])
+        TaskAttempt.objects.bulk_create(attempts)
+        for task, _, navigator in claimed:
+            if navigator is not None:
+                task.workflow.state = {**task.workflow.state, "pair": [task.agent_id, navigator.pk]}
+                Workflow.objects.filter(pk=task.workflow_id).update(state=task.workflow.state)
+        events_record(drafts, now=now)
+    return claims
+
+
+def _is_pair(task: Task) -> bool:
+    pattern = patterns.PATTERNS.get(task.workflow.pattern)
+    return bool(pattern) and any(s.key == task.step and s.pair for s in pattern.steps)
+
+
+def _pick_agent(*, task: Task, pool: dict) -> Agent | None:
+    candidates = [
+        a for a in pool.get((task.session_id, task.role), ()) if a.status in (Agent.Status.IDLE, Agent.Status.BUSY)
+    ]
+    candidates = [a for a in candidates if a.active_tasks < a.concurrency]
+    if not candidates:
+        return None
+    state = task.workflow.state
+    pattern = patterns.PATTERNS.get(task.workflow.pattern)
+    step = next((s for s in pattern.steps if s.key == task.step), None) if pattern else None
+    if step is not None and step.exclude_previous_agent and len(candidates) > 1:
+        candidates = [a for a in candidates if a.pk != state.get("last_agent_id")] or candidates
+    if step is not None and step.pair and state.get("pair"):
+        # Swap roles between rounds: last round's navigator drives now.
+        previous_navigator = state["pair"][1]
+        preferred = [a for a in candidates if a.pk == previous_navigator]
+        if preferred:
+            return preferred[0]
+    return min(candidates, key=lambda a: _agent_score(a, task.step))
+
+
+def _pick_navigator(*, task: Task, driver: Agent, agents: list[Agent]) -> Agent | None:
+    same_session = [
+        a for a in agents if a.session_id == task.session_id and a.pk != driver.pk and a.status != Agent.Status.PAUSED
+    ]
+    state_pair = task.workflow.state.get("pair") or []
+    for agent in same_session:
+        if state_pair and agent.pk == state_pair[0]:
+            return agent  # last round's driver navigates now
+    for role in (driver.role, Agent.Role.REVIEWER, Agent.Role.ARCHITECT):
+        for agent in same_session:
+            if agent.role == role:
+                return agent
+    return None
+
+
+# --- Leases ---------------------------------------------------------------------
+
+
+def tasks_lease_renew(*, instance: CoordinatorInstance, task_ids: list[int], now=None) -> int:
+    """Extend the leases this daemon holds; returns how many it still holds."""
+    if not task_ids:
+        return 0
+    now = now or timezone.now()
+    renewed = Task.objects.filter(pk__in=task_ids, lease_owner=instance, status=Task.Status.RUNNING).update(
+        lease_expires_at=now + timedelta(seconds=settings.HIVE["LEASE_SECONDS"])
+    )
+    Agent.objects.filter(tasks__pk__in=task_ids).update(heartbeat_at=now)
+    return renewed
+
+
+# --- Applying results -------------------------------------------------------------
+
+
+def task_results_apply(*, instance: CoordinatorInstance, finished: list[Finished], now=None) -> dict[str, int]:
+    """Apply runtime results in one transaction; a result whose attempt is no longer current is rejected."""
+    counts = {"completed": 0, "retried": 0, "escalated": 0, "rejected": 0}
+    if not finished:
+        return counts
+    now = now or timezone.now()
+    by_task = {f.task_id: f for f in finished}
+    with transaction.atomic():
+        tasks = list(
+            Task.objects.select_for_update(of=("self",))
+            .filter(pk__in=by_task)
+            .select_related("workflow", "session")
+            .order_by("id")
+        )
+        agent_ids = {t.agent_id for t in tasks if t.agent_id} | {t.pair_agent_id for t in tasks if t.pair_agent_id}
+        agents = {a.pk: a for a in Agent.objects.select_for_update().filter(pk__in=agent_ids).order_by("id")}
+        batch = FlowBatch()
+        workflows: dict[int, Workflow] = {}
+        attempts_ok: list[tuple[int, int, str, str]] = []
+        for task in tasks:
+            item = by_task[task.pk]
+            if task.status != Task.Status.RUNNING or task.attempt != item.attempt or task.lease_owner_id != instance.pk:
+                counts["rejected"] += 1
+                batch.events.append(
+                    EventDraft(
+                        type=E.TASK_RESULT_REJECTED,
+                        message=f"Late result of attempt {item.attempt} for “{task.title}” ignored "
+                        f"(current attempt {task.attempt}, {task.status})",
+                        session_id=task.session_id,
+                        workflow_id=task.workflow_id,
+                        task_id=task.pk,
+                        collaboration_data={"attempt": item.attempt, "current_attempt": task.attempt},
+                    )
+                )
+                continue
+            workflow = workflows.setdefault(task.workflow_id, task.workflow)
+            task.workflow = workflow
+            agent = agents.get(task.agent_id)
+            if task.pair_agent_id:
+                task.pair_agent = agents.get(task.pair_agent_id)
+            result = item.result
+            _record_result(task=task, result=result, now=now)
+            if agent is not None:
+                agent.active_tasks = max(0, agent.active_tasks - 1)
+            kind = _finish_one(task=task, workflow=workflow, agent=agent, result=result, now=now, batch=batch)
+            counts[kind] += 1
+            ok = kind == "completed" and result.outcome != Outcome.FAILURE
+            attempts_ok.append((task.pk, task.attempt, "succeeded" if ok else "failed", result.summary[:1000]))
+            if agent is not None:
+                _agent_record(agent=agent, step=task.step, ok=kind == "completed")
+        _attempts_close(
+            attempts_ok, outcomes={t.pk: t.outcome or str(by_task[t.pk].result.outcome) for t in tasks}, now=now
+        )
+        accepted = [t for t in tasks if t.lease_owner_id == instance.pk and t.pk in {a[0] for a in attempts_ok}]
+        for task in accepted:
+            if task.status != Task.Status.RUNNING:
+                task.lease_owner = None
+                task.lease_expires_at = None
+        Task.objects.bulk_update(
+            accepted,
+            [
+                "status",
+                "outcome",
+                "result",
+                "error",
+                "finished_at",
+                "tokens_in",
+                "tokens_out",
+                "cost_usd",
+                "lease_owner",
+                "lease_expires_at",
+                "not_before",
+                "simulated",
+            ],
+        )
+        for agent in agents.values():
+            if agent.active_tasks == 0 and agent.status == Agent.Status.BUSY:
+                agent.status = Agent.Status.IDLE
+            agent.heartbeat_at = now
+        Agent.objects.bulk_update(
+            list(agents.values()),
+            ["active_tasks", "status", "heartbeat_at", "tasks_completed", "tasks_failed", "success_patterns"],
+        )
+        batch_flush(batch, now=now)
+    return counts
+
+
+def _record_result(*, task: Task, result: RuntimeResult, now) -> None:
+    task.result = {
+        "summary": result.summary[:2000],
+        "output": result.output[-OUTPUT_LIMIT:],
+        "artifacts": list(result.artifacts)[:100],
+        "outcome": str(result.outcome),
+        "exit_code": result.exit_code,
+        "duration_s": round(result.duration_s, 3),
+        "simulated": result.simulated,
+    }
+    task.error = result.error[:4000]
+    task.tokens_in += result.tokens_in
+    task.tokens_out += result.tokens_out
+    task.cost_usd = Decimal(task.cost_usd) + Decimal(result.cost_usd)
+    task.simulated = result.simulated
+    task.finished_at = now
+
+
+def _finish_one(
+    *, task: Task, workflow: Workflow, agent: Agent | None, result: RuntimeResult, now, batch: FlowBatch
+) -> str:
+    base = {
+        "session_id": task.session_id,
+        "workflow_id": workflow.pk,
+        "task_id": task.pk,
+        "agent_id": agent.pk if agent else None,
+        "simulated": result.simulated,
+    }
+    impact = {
+        "human_estimate_hours": str(task.human_estimate_hours),
+        "duration_s": round(result.duration_s, 3),
+        "tokens": result.tokens_in + result.tokens_out,
+        "cost_usd": str(result.cost_usd),
+    }
+    if workflow.status not in Workflow.OPEN_STATUSES:
+        # The workflow was cancelled while this ran: record the result, move nothing.
+        task.status = Task.Status.CANCELLED
+        return "completed"
+    kind = "retry"
+    mark = len(batch.events)
+    if not result.error:
+        kind = move_apply(
+            task=task,
+            workflow=workflow,
+            outcome=str(result.outcome),
+            agent=agent,
+            summary=result.summary,
+            output=result.output,
+            now=now,
+            batch=batch,
+        )
+    if kind == "retry":
+        return _retry_or_escalate(
+            task=task, workflow=workflow, agent=agent, result=result, now=now, batch=batch, base=base
+        )
+    batch.events.insert(
+        mark,
+        EventDraft(
+            type=E.TASK_COMPLETED,
+            message=f"{agent.name if agent else 'agent'} finished “{task.title}”: {result.summary[:200]}",
+            participants=participants(agent, task.pair_agent if task.pair_agent_id else None),
+            collaboration_data={"step": task.step, "round": task.round, "outcome": str(result.outcome)},
+            business_impact=impact,
+            **base,
+        ),
+    )
+    return "escalated" if kind == "escalate" else "completed"
+
+
+def _retry_or_escalate(*, task, workflow, agent, result, now, batch: FlowBatch, base: dict) -> str:
+    reason = result.error or f"{task.step} cannot handle outcome {result.outcome}"
+    batch.events.append(
+        EventDraft(
+            type=E.TASK_FAILED,
+            message=f"“{task.title}” failed on attempt {task.attempt}: {reason[:200]}",
+            participants=participants(agent),
+            collaboration_data={"step": task.step, "attempt": task.attempt, "error": reason[:1000]},
+            **base,
+        )
+    )
+    task.outcome = str(result.outcome)
+    if task.attempt < task.max_attempts:
+        delay = settings.HIVE["RETRY_BACKOFF"] * (2 ** (task.attempt - 1))
+        task.status = Task.Status.READY
+        task.not_before = now + timedelta(seconds=delay)
+        batch.events.append(
+            EventDraft(
+                type=E.TASK_RETRY_SCHEDULED,
+                message=f"“{task.title}” will be retried in {delay:.0f} s "
+                f"(attempt {task.attempt + 1} of {task.max_attempts})",
+                collaboration_data={"attempt": task.attempt + 1, "delay_s": delay},
+                **base,
+            )
+        )
+        return "retried"
+    task.status = Task.Status.BLOCKED
+    decision_draft(
+        task=task,
+        workflow=workflow,
+        kind="retries_exhausted",
+        now=now,
+        batch=batch,
+        facts={"attempts": task.attempt, "error": reason[:120]},
+    )
+    return "escalated"
+
+
+def _agent_record(*, agent: Agent, step: str, ok: bool) -> None:
+    patterns_ = dict(agent.success_patterns or {})
+    record = dict(patterns_.get(step, {"ok": 0, "failed": 0}))
+    record["ok" if ok else "failed"] = record.get("ok" if ok else "failed", 0) + 1
+    patterns_[step] = record
+    agent.success_patterns = patterns_
+    if ok:
+        agent.tasks_completed += 1
+    else:
+        agent.tasks_failed += 1
+
+
+def _attempts_close(rows: list[tuple[int, int, str, str]], *, outcomes: dict[int, str], now) -> None:
+    if not rows:
+        return
+    attempts = list(TaskAttempt.objects.filter(task_id__in=[r[0] for r in rows], status=TaskAttempt.Status.RUNNING))
+    wanted = {(r[0], r[1]): r for r in rows}
+    for attempt in attempts:
+        row = wanted.get((attempt.task_id, attempt.number))
+        if row is None:
+            continue
+        attempt.status = row[2]
+        attempt.summary = row[3]
+        attempt.outcome = outcomes.get(attempt.task_id, "")
+        attempt.finished_at = now
+    TaskAttempt.objects.bulk_update(attempts, ["status", "summary", "outcome", "finished_at"])
+
+
+# --- Reclaiming and handing back ---------------------------------------------------
+
+
+def tasks_reclaim_expired(*, now=None, limit: int = 500) -> int:
+    """Take back tasks whose lease ran out (their daemon or agent died) and hand them on."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        tasks = list(
+            Task.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=Task.Status.RUNNING, lease_expires_at__lt=now)
+            .select_related("workflow", "agent")
+            .order_by("id")[:limit]
+        )
+        if not tasks:
+            return 0
+        _release(
+            tasks=tasks, now=now, attempt_status=TaskAttempt.Status.RECLAIMED, reason="lease expired", offline=True
+        )
+    return len(tasks)
+
+
+def tasks_hand_back(*, instance: CoordinatorInstance, task_ids: list[int], reason: str) -> int:
+    """Return this daemon's in-flight tasks to the queue at once (graceful shutdown)."""
+    if not task_ids:
+        return 0
+    now = timezone.now()
+    with transaction.atomic():
+        tasks = list(
+            Task.objects.select_for_update(of=("self",))
+            .filter(pk__in=task_ids, lease_owner=instance, status=Task.Status.RUNNING)
+            .select_related("workflow", "agent")
+            .order_by("id")
+        )
+        _release(tasks=tasks, now=now, attempt_status=TaskAttempt.Status.HANDED_BACK, reason=reason, offline=False)
+    return len(tasks)
+
+
+def _release(*, tasks: list[Task], now, attempt_status: str, reason: str, offline: bool) -> None:
+    agent_ids = sorted({t.agent_id for t in tasks if t.agent_id})
+    agents = {a.pk: a for a in Agent.objects.select_for_update().filter(pk__in=agent_ids).order_by("id")}
+    drafts: list[EventDraft] = []
+    batch = FlowBatch()
+    for task in tasks:
+        agent = agents.get(task.agent_id)
+        if agent is not None:
+            agent.active_tasks = max(0, agent.active_tasks - 1)
+        base = {"session_id": task.session_id, "workflow_id": task.workflow_id, "task_id": task.pk}
+        who = agent.name if agent else "its agent"
+        note = (
+            f"{who} stopped on “{task.title}” ({reason}, attempt {task.attempt}); "
+            "picking up from the workspace as left."
+        )
+        task.handoff_note = (note + ("\n" + task.handoff_note if task.handoff_note else ""))[:4000]
+        task.lease_owner = None
+        task.lease_expires_at = None
+        drafts.append(
+            EventDraft(
+                type=E.TASK_RECLAIMED if offline else E.TASK_HANDOFF,
+                message=note,
+                agent_id=agent.pk if agent else None,
+                participants=participants(agent),
+                collaboration_data={
+                    "reason": reason,
+                    "attempt": task.attempt,
+                    "from": participant(agent),
+                    "to_role": task.role,
+                },
+                **base,
+            )
+        )
+        if offline and task.attempt >= task.max_attempts:
+            task.status = Task.Status.BLOCKED
+            decision_draft(
+                task=task,
+                workflow=task.workflow,
+                kind="retries_exhausted",
+                now=now,
+                batch=batch,
+                facts={"attempts": task.attempt, "error": reason},
+            )
+        else:
+            task.status = Task.Status.READY
+            task.ready_at = now
+    for agent in agents.values():
+        if offline:
+            drafts.append(
+                EventDraft(
+                    type=E.AGENT_OFFLINE,
+                    message=f"{agent.name} lost its work ({reason}); back in the pool",
+                    session_id=agent.session_id,
+                    agent_id=agent.pk,
+                    participants=participants(agent),
+                    collaboration_data={"reason": reason},
+                )
+            )
+        if agent.active_tasks == 0 and agent.status == Agent.Status.BUSY:
+            agent.status = Agent.Status.IDLE
+    Task.objects.bulk_update(tasks, ["status", "lease_owner", "lease_expires_at", "handoff_note", "ready_at"])
+    Agent.objects.bulk_update(list(agents.values()), ["active_tasks", "status"])
+    TaskAttempt.objects.filter(task__in=tasks, status=TaskAttempt.Status.RUNNING).update(
+        status=attempt_status, finished_at=now, summary=reason
+    )
+    batch.events[:0] = drafts
+    batch_flush(batch, now=now)

@@ -1,0 +1,40 @@
+"""Shared fixtures. The suite runs on PostgreSQL when DATABASE_URL points at it (CI), else on SQLite."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from coordination.permissions import OPERATORS_GROUP
+from coordination.services import MemberSpec, team_spawn
+
+
+def scripted(role: str, **config) -> MemberSpec:
+    return MemberSpec(role=role, runtime="scripted", runtime_config={"duration_s": 0, **config})
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    path = tmp_path / "workspace"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def crew(db, workspace):
+    """A session with one scripted, instant agent per role (two developers for pairing)."""
+    members = [scripted(role) for role in ("product_manager", "architect", "developer", "reviewer", "tester", "devops")]
+    members.append(scripted("developer", seed=1))
+    return team_spawn(name="Test crew", goal="ship", workspace=str(workspace), members=members)
+
+
+@pytest.fixture
+def operator(db):
+    user = User.objects.create_user("operator", password="operator-pass-123")
+    user.groups.add(Group.objects.get_or_create(name=OPERATORS_GROUP)[0])
+    return user
+
+
+@pytest.fixture
+def viewer(db):
+    return User.objects.create_user("viewer", password="viewer-pass-123")
