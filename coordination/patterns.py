@@ -403,7 +403,7 @@ def next_move(*, pattern: Pattern, step_key: str, outcome: str, state: dict) -> 
     if go.counter:
         count = int(new_state.get(go.counter, 0)) + 1
         new_state[go.counter] = count
-        if count >= go.limit():
+        if count >= go.limit() + int(new_state.get(f"{go.counter}_granted", 0)):
             target = go.otherwise
     if isinstance(target, Escalate):
         return Move("escalate", escalate=target.kind, state=new_state)
@@ -414,12 +414,17 @@ def next_move(*, pattern: Pattern, step_key: str, outcome: str, state: dict) -> 
     return Move("advance", step=pattern.step(target), note=go.note, state=new_state)
 
 
-def loop_reset(*, pattern: Pattern, step_key: str, outcome: str, state: dict) -> dict:
-    """State with the counter of the loop taken on `outcome` reset (a human granted another pass)."""
+def loop_grant(*, pattern: Pattern, step_key: str, outcome: str, state: dict) -> dict:
+    """State for re-applying `outcome` after a human granted one more pass through its loop.
+
+    The outcome was already counted when it escalated, so that count is taken back.
+    """
     go = pattern.step(step_key).on.get(outcome)
     new_state = dict(state)
     if go is not None and go.counter:
-        new_state[go.counter] = 0
+        new_state[go.counter] = max(0, int(new_state.get(go.counter, 0)) - 1)
+        key = f"{go.counter}_granted"
+        new_state[key] = int(new_state.get(key, 0)) + 1
     return new_state
 
 

@@ -38,3 +38,30 @@ def operator(db):
 @pytest.fixture
 def viewer(db):
     return User.objects.create_user("viewer", password="viewer-pass-123")
+
+
+def run_until_quiet(engine, *, max_ticks: int = 300) -> None:
+    """Tick the engine until no work is claimed, applied or in flight."""
+    quiet = 0
+    for _ in range(max_ticks):
+        report = engine.tick()
+        engine.drain(timeout=10)
+        quiet = 0 if (report.busy or engine.in_flight) else quiet + 1
+        if quiet >= 2:
+            return
+    raise AssertionError(f"engine still busy after {max_ticks} ticks")
+
+
+@pytest.fixture
+def engine(db):
+    """An in-process coordinator whose housekeeping runs every tick."""
+    from coordination.engine import Engine
+
+    instance = Engine(concurrency=2, housekeeping_interval=0)
+    yield instance
+    instance.shutdown(grace=1)
+
+
+@pytest.fixture
+def drive(engine):
+    return lambda: run_until_quiet(engine)

@@ -134,7 +134,7 @@ def _act(*, action: str, task: Task, workflow: Workflow, now, batch: FlowBatch) 
         )
         return
     if action == "loop":
-        state = patterns.loop_reset(pattern=pattern, step_key=task.step, outcome=task.outcome, state=workflow.state)
+        state = patterns.loop_grant(pattern=pattern, step_key=task.step, outcome=task.outcome, state=workflow.state)
         move_apply(
             task=task,
             workflow=workflow,
