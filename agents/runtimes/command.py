@@ -118,6 +118,7 @@ class CommandRuntime(Runtime):
                 "success_exit_codes",
                 "verdict",
                 "failure_outcome",
+                "simulated",
             },
         )
         clean = {
@@ -136,12 +137,18 @@ class CommandRuntime(Runtime):
                 default=str(Outcome.FAILURE),
                 choices=[str(Outcome.FAILURE), str(Outcome.CHANGES_REQUESTED), str(Outcome.CONFLICT)],
             ),
+            # a scripted stand-in (demo patches, canned documents) is labelled simulated wherever it is shown
+            "simulated": _check_simulated(checker),
         }
         _check_argv(checker, argv=clean["argv"])
         _check_cwd(checker, cwd=clean["cwd"])
         _check_env(checker, env_allow=clean["env_allow"], env=clean["env"])
         checker.check()
         return clean
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        self.simulated = bool(config.get("simulated", False))
 
     def run(self, ctx: TaskContext, *, cancel: threading.Event | None = None) -> RuntimeResult:
         started = time.monotonic()
@@ -204,6 +211,7 @@ class CommandRuntime(Runtime):
             output=output,
             duration_s=round(duration, 3),
             exit_code=exit_code,
+            simulated=self.simulated,
         )
         if self.config["verdict"] == "json_line":
             verdict = last_json_object(text=stdout)
@@ -314,6 +322,14 @@ def _check_env(checker: ConfigChecker, *, env_allow: list[str], env: dict[str, s
             checker.fail("env", f"{name} is reserved; HIVE_* variables are set for each task")
         elif "\x00" in value:
             checker.fail("env", f"value of {name} must not contain NUL bytes")
+
+
+def _check_simulated(checker: ConfigChecker) -> bool:
+    value = checker.raw.get("simulated", False)
+    if not isinstance(value, bool):
+        checker.fail("simulated", "must be true or false")
+        return False
+    return value
 
 
 def _check_exit_codes(checker: ConfigChecker) -> list[int]:

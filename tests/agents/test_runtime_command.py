@@ -302,6 +302,7 @@ def test_cwd_symlink_escape_is_refused_at_run_time(workspace, tmp_path):
         ({"argv": ["true"], "verdict": "vibes"}, "verdict"),
         ({"argv": ["true"], "failure_outcome": "success"}, "failure_outcome"),
         ({"argv": ["true"], "shell": True}, "shell"),
+        ({"argv": ["true"], "simulated": "yes"}, "simulated"),
     ],
 )
 def test_config_errors_name_the_field(config, field):
@@ -320,6 +321,23 @@ def test_config_defaults_are_filled():
     assert config["success_exit_codes"] == [0]
     assert config["verdict"] == "exit_code"
     assert "PATH" in config["env_allow"]
+    assert config["simulated"] is False
+
+
+def test_simulated_flag_labels_results_of_a_scripted_stand_in(workspace):
+    real = build_runtime("command", {"argv": [PY, "-c", "print('real work')"]})
+    stand_in = build_runtime("command", {"argv": [PY, "-c", "print('canned patch')"], "simulated": True})
+    failing_stand_in = build_runtime("command", {"argv": [PY, "-c", "raise SystemExit(3)"], "simulated": True})
+
+    assert real.run(make_ctx(workspace=workspace)).simulated is False
+    done = stand_in.run(make_ctx(workspace=workspace))
+    assert done.outcome == Outcome.SUCCESS
+    assert done.simulated is True
+    failed = failing_stand_in.run(make_ctx(workspace=workspace))
+    assert failed.outcome == Outcome.FAILURE
+    assert failed.simulated is True
+    missing = build_runtime("command", {"argv": ["/nonexistent/tool"], "simulated": True})
+    assert missing.run(make_ctx(workspace=workspace)).simulated is True
 
 
 def test_unknown_runtime_kind():
