@@ -20,7 +20,8 @@ class DomainError(Exception):
         self.errors = dict(errors or {})
         if field:
             self.errors[field] = message
-        self.message = message or "; ".join(f"{k}: {v}" for k, v in self.errors.items())
+        # Readable on its own (command line, logs): every field with its reason.
+        self.message = "; ".join(f"{k}: {v}" for k, v in self.errors.items()) or message
         super().__init__(self.message)
 
 
