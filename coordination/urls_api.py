@@ -1,1 +1,34 @@
-urlpatterns: list = []
+"""JSON API under /api/, its OpenAPI schema and docs, health checks and the Prometheus endpoint."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from metrics.api import BusinessValueView, CoordinationMetricsView
+
+from .api import health, views
+
+router = SimpleRouter(trailing_slash=False)
+router.register("agents", views.AgentViewSet, basename="agent")
+router.register("sessions", views.SessionViewSet, basename="session")
+router.register("workflows", views.WorkflowViewSet, basename="workflow")
+router.register("tasks", views.TaskViewSet, basename="task")
+router.register("decisions", views.DecisionViewSet, basename="decision")
+
+api_patterns = [
+    path("coordination/status", views.CoordinationStatusView.as_view(), name="coordination-status"),
+    path("coordination/metrics", CoordinationMetricsView.as_view(), name="coordination-metrics"),
+    path("coordination/spawn", views.CoordinationSpawnView.as_view(), name="coordination-spawn"),
+    path("coordination/business-value", BusinessValueView.as_view(), name="coordination-business-value"),
+    path("events", views.EventListView.as_view(), name="events"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    *router.urls,
+]
+
+urlpatterns = [
+    path("api/", include((api_patterns, "api"))),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.PrometheusMetricsView.as_view(), name="prometheus-metrics"),
+]

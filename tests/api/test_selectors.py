@@ -13,16 +13,9 @@ from coordination.engine import Engine
 from coordination.exceptions import DomainError
 from coordination.services import WorkSpec, work_submit
 from metrics import selectors as metrics
+from tests.api.conftest import run_until_quiet
 
 pytestmark = pytest.mark.django_db(transaction=False)
-
-
-def run_until_quiet(engine: Engine, *, ticks: int = 200) -> None:
-    for _ in range(ticks):
-        report = engine.tick()
-        engine.drain(timeout=5)
-        if not report.busy and not engine.in_flight and not engine.tick().busy:
-            return
 
 
 @pytest.fixture

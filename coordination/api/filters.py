@@ -1,0 +1,55 @@
+"""django-filter sets for the list endpoints: exact filters on the indexed columns."""
+
+from __future__ import annotations
+
+import django_filters
+
+from agents.models import Agent
+from coordination.models import Decision, Session, Task, Workflow
+
+
+class AgentFilter(django_filters.FilterSet):
+    class Meta:
+        model = Agent
+        fields = ["session", "role", "status", "runtime"]
+
+
+class SessionFilter(django_filters.FilterSet):
+    class Meta:
+        model = Session
+        fields = ["status"]
+
+
+class WorkflowFilter(django_filters.FilterSet):
+    class Meta:
+        model = Workflow
+        fields = ["session", "status", "pattern"]
+
+
+class TaskFilter(django_filters.FilterSet):
+    class Meta:
+        model = Task
+        fields = ["status", "role", "agent", "session", "workflow", "step"]
+
+
+class DecisionFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(
+        choices=[("all", "all"), *Decision.Status.choices],
+        method="filter_status",
+        empty_label=None,
+        help_text="open (default), answered, expired, cancelled, or all",
+    )
+
+    class Meta:
+        model = Decision
+        fields = ["session", "workflow", "task", "kind", "status"]
+
+    def filter_status(self, queryset, name, value):
+        return queryset if value == "all" else queryset.filter(status=value)
+
+    @property
+    def qs(self):
+        queryset = super().qs
+        if not self.data.get("status"):
+            queryset = queryset.filter(status=Decision.Status.OPEN)
+        return queryset

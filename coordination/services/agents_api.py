@@ -1,0 +1,108 @@
+"""Writes the JSON API needs beyond the core services: add an agent to a team, move a session.
+
+Same rules as the rest of coordination/services: validated input, one transaction,
+the CoordinationEvent written with the change and published on commit.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agents.models import Agent
+from agents.runtimes import RuntimeConfigError, validate_runtime_config
+
+from ..events import EventDraft, event_record, participants
+from ..exceptions import ConflictError, DomainError
+from ..models import CoordinationEvent, Session
+from .work import session_set_status
+
+E = CoordinationEvent.Type
+CLOSED_SESSIONS = (Session.Status.COMPLETED, Session.Status.FAILED)
+
+
+def agent_create(
+    *,
+    session: Session,
+    role: str,
+    name: str = "",
+    runtime: str = Agent.Runtime.SCRIPTED,
+    runtime_config: dict | None = None,
+    capabilities: list[str] | None = None,
+    concurrency: int = 1,
+    user=None,
+) -> Agent:
+    """Add one agent to a session's team; its name is unique within the session."""
+    if role not in Agent.Role.values:
+        raise DomainError(f"unknown role {role!r}; choose one of {', '.join(Agent.Role.values)}", field="role")
+    if not 1 <= int(concurrency) <= 32:
+        raise DomainError("must be between 1 and 32", field="concurrency")
+    capabilities = list(capabilities or [])
+    if not all(isinstance(item, str) and item for item in capabilities):
+        raise DomainError("must be a list of non-empty strings", field="capabilities")
+    try:
+        config = validate_runtime_config(runtime, runtime_config or {})
+    except RuntimeConfigError as exc:
+        raise DomainError(
+            errors={(k if k == "runtime" else f"runtime_config.{k}"): v for k, v in exc.errors.items()}
+        ) from exc
+    now = timezone.now()
+    with transaction.atomic():
+        session = Session.objects.select_for_update().get(pk=session.pk)
+        if session.status in CLOSED_SESSIONS:
+            raise ConflictError(f"session is {session.status}", field="session")
+        name = (name or "").strip()[:100]
+        if not name:
+            taken = set(Agent.objects.filter(session=session, role=role).values_list("name", flat=True))
+            prefix = role.replace("_", "-")
+            number = 1
+            while f"{prefix}-{number}" in taken:
+                number += 1
+            name = f"{prefix}-{number}"
+        if Agent.objects.filter(session=session, name=name).exists():
+            raise ConflictError(f"an agent named {name!r} already serves this session", field="name")
+        try:
+            with transaction.atomic():
+                agent = Agent.objects.create(
+                    name=name,
+                    role=role,
+                    session=session,
+                    runtime=runtime,
+                    runtime_config=config,
+                    capabilities=capabilities,
+                    concurrency=int(concurrency),
+                    heartbeat_at=now,
+                )
+        except IntegrityError as exc:  # a concurrent create took the name
+            raise ConflictError(f"an agent named {name!r} already serves this session", field="name") from exc
+        event_record(
+            EventDraft(
+                type=E.AGENT_UPDATED,
+                message=f"{agent.name} joined “{session.name}” as {agent.get_role_display().lower()}",
+                session_id=session.pk,
+                agent_id=agent.pk,
+                participants=participants(agent),
+                collaboration_data={"created": True, "runtime": runtime, "by": getattr(user, "username", "")},
+                simulated=agent.is_simulated,
+            ),
+            now=now,
+        )
+    return agent
+
+
+# Which status each session action moves to, and from which statuses it may.
+SESSION_TRANSITIONS = {
+    "pause": (Session.Status.PAUSED, (Session.Status.ACTIVE,)),
+    "resume": (Session.Status.ACTIVE, (Session.Status.PAUSED,)),
+    "complete": (Session.Status.COMPLETED, (Session.Status.ACTIVE, Session.Status.PAUSED)),
+}
+
+
+def session_transition(*, session: Session, action: str, user=None) -> Session:
+    """Pause, resume or complete a session if its current status allows it."""
+    if action not in SESSION_TRANSITIONS:
+        raise DomainError(f"unknown action {action!r}; choose one of {', '.join(SESSION_TRANSITIONS)}", field="action")
+    target, allowed = SESSION_TRANSITIONS[action]
+    if session.status not in allowed:
+        raise ConflictError(f"cannot {action} a session that is {session.status}", field="status")
+    return session_set_status(session=session, status=target, user=user)

@@ -1,0 +1,56 @@
+"""API clients: anonymous, a viewer signed in with a session, an operator with a token."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from coordination.engine import Engine
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    # Hashing is not under test here; the default hasher costs ~0.3 s per user.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def anon_client():
+    return APIClient()
+
+
+@pytest.fixture
+def viewer_client(viewer):
+    client = APIClient(enforce_csrf_checks=True)
+    assert client.login(username="viewer", password="viewer-pass-123")
+    return client
+
+
+@pytest.fixture
+def operator_token(operator):
+    return Token.objects.create(user=operator).key
+
+
+@pytest.fixture
+def operator_client(operator_token):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {operator_token}")
+    return client
+
+
+def run_until_quiet(engine: Engine, *, ticks: int = 200) -> None:
+    """Tick and drain until nothing is claimed, applied or running."""
+    for _ in range(ticks):
+        report = engine.tick()
+        engine.drain(timeout=5)
+        if not report.busy and not engine.in_flight and not engine.tick().busy:
+            return
+    raise AssertionError("the crew did not settle")
+
+
+@pytest.fixture
+def engine(db):
+    engine = Engine(concurrency=2)
+    yield engine
+    engine.shutdown(grace=1)
