@@ -1,0 +1,211 @@
+"""Agent Hive settings, driven by the environment (django-environ).
+
+A bare checkout runs on SQLite with an in-process channel layer; production sets
+DATABASE_URL (PostgreSQL) and REDIS_URL (channels-redis). Secrets come only from
+the environment.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+# A bare checkout gets a throwaway key; production must provide SECRET_KEY.
+SECRET_KEY = env.str("SECRET_KEY", default="") or (
+    "insecure-local-only-key" if DEBUG or not env.bool("HIVE_PRODUCTION", default=False) else ""
+)
+if not SECRET_KEY:
+    raise environ.ImproperlyConfigured("SECRET_KEY must be set when HIVE_PRODUCTION is true")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "waffle",
+    "channels",
+    "agents",
+    "coordination",
+    "metrics",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # Daphne serves no static files; WhiteNoise serves the collected ones (admin, console).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "waffle.middleware.WaffleMiddleware",
+]
+
+ROOT_URLCONF = "hive_project.urls"
+ASGI_APPLICATION = "hive_project.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------
+# SQLite in WAL mode with a busy timeout lets the web server and the daemon
+# write at the same time on the embedded default.
+SQLITE_PATH = env.path("SQLITE_PATH", default=BASE_DIR / "var" / "hive.sqlite3")
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+        }
+    )
+    DATABASES["default"]["TEST"] = {"NAME": env.str("SQLITE_TEST_PATH", default="") or None}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channel layer --------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000, "expiry": 30},
+        }
+    }
+else:
+    # In-process only; the console's live feed also tails the event table, so
+    # events written by the daemon process still reach browsers (DESIGN: flow of one event).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Auth, i18n, static ---------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "console:overview"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "staticfiles")
+
+# --- REST framework -------------------------------------------------------
+REST_FRAMEWORK = {
+    # The PWA and scripts send "Authorization: Token …"; browsers use the console's session (with CSRF).
+    # Token first, so an unauthenticated request gets 401 with `WWW-Authenticate: Token`.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["coordination.permissions.IsOperatorOrReadOnly"],
+    # JSON only: the interactive documentation lives at /api/docs/.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "coordination.api.pagination.HivePagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "coordination.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Agent Hive API",
+    "DESCRIPTION": "Coordination of a crew of AI development agents: status, metrics, "
+    "business value, agents, sessions, workflows, tasks, events and decisions. "
+    "Authenticate with a session or `Authorization: Token <key>`; reads need a signed-in user, "
+    "writes need operator rights. Errors are `{detail, code, errors: {field: reason}}`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "ENUM_NAME_OVERRIDES": {
+        "AgentStatusEnum": "agents.models.Agent.Status",
+        "TaskStatusEnum": "coordination.models.Task.Status",
+        "WorkflowStatusEnum": "coordination.models.Workflow.Status",
+        "SessionStatusEnum": "coordination.models.Session.Status",
+        "DecisionStatusEnum": "coordination.models.Decision.Status",
+    },
+}
+
+# --- Agent Hive -----------------------------------------------------------
+HIVE = {
+    # Seconds a claimed task stays leased to one daemon before another may reclaim it.
+    "LEASE_SECONDS": env.int("HIVE_LEASE_SECONDS", default=30),
+    # Seconds without a heartbeat after which a daemon or an agent counts as dead.
+    "HEARTBEAT_TIMEOUT": env.int("HIVE_HEARTBEAT_TIMEOUT", default=30),
+    # Attempts before a failing task is escalated to a human decision.
+    "MAX_ATTEMPTS": env.int("HIVE_MAX_ATTEMPTS", default=3),
+    # Base of the exponential retry backoff, in seconds.
+    "RETRY_BACKOFF": env.float("HIVE_RETRY_BACKOFF", default=2.0),
+    # Review rounds before a code review cycle raises a decision.
+    "MAX_REVIEW_ROUNDS": env.int("HIVE_MAX_REVIEW_ROUNDS", default=3),
+    # Hours a decision waits for a human before its default option applies.
+    "DECISION_DEADLINE_HOURS": env.float("HIVE_DECISION_DEADLINE_HOURS", default=24.0),
+    # Team spawned by run_coordinator at start-up (JSON file), empty for none.
+    "TEAM_CONFIG": env.str("HIVE_TEAM_CONFIG", default=""),
+    # Where session workspaces are created when a spawn request names none.
+    "WORKSPACE_ROOT": env.path("HIVE_WORKSPACE_ROOT", default=BASE_DIR / "var" / "workspaces"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if env.bool("HIVE_PRODUCTION", default=False):
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
