@@ -1,9 +1,9 @@
 """The coordinator's tick: ordinary code a test can call, and the loop the daemon runs.
 
-One tick: heartbeat, housekeeping (dead daemons, expired leases, overdue
-decisions), apply finished results, renew leases, claim ready work and hand it
-to a bounded pool of worker threads that run the runtimes. Worker threads never
-touch the database; the tick thread does all the writing.
+One tick: heartbeat, housekeeping (dead daemons, expired leases, dead agents,
+overdue decisions), apply finished results, renew leases, claim ready work and
+hand it to a bounded pool of worker threads that run the runtimes. Worker
+threads never touch the database; the tick thread does all the writing.
 """
 
 from __future__ import annotations
@@ -15,15 +15,21 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import waffle
 from django.conf import settings
 from django.db import close_old_connections
 
 from agents.runtimes import Outcome, RuntimeResult, build_runtime
 
-from . import services
 from .models import CoordinatorInstance
+from .services import dispatch
+from .services.decisions import decisions_expire
 
 logger = logging.getLogger(__name__)
+
+PAUSED_SWITCH = "coordination_paused"
+# Consecutive failures of one batch of results before they are applied one by one.
+APPLY_RETRIES = 3
 
 
 @dataclass
@@ -33,6 +39,7 @@ class TickReport:
     reclaimed: int = 0
     expired_decisions: int = 0
     in_flight: int = 0
+    paused: bool = False
     duration_ms: float = 0.0
 
     @property
@@ -40,7 +47,22 @@ class TickReport:
         return bool(self.claimed or sum(self.applied.values()) or self.reclaimed)
 
 
-def run_claim(claim: services.Claim, cancel: threading.Event) -> RuntimeResult:
+@dataclass
+class InFlight:
+    """One running attempt: the claim and the event that stops its runtime."""
+
+    claim: dispatch.Claim
+    cancel: threading.Event = field(default_factory=threading.Event)
+    result: RuntimeResult | None = None
+
+
+def switch_enabled(name: str, *, default: bool) -> bool:
+    """A waffle switch's state; a switch nobody created yet keeps its documented default."""
+    switch = waffle.get_waffle_switch_model().get(name)
+    return default if switch.pk is None else bool(switch.active)
+
+
+def run_claim(claim: dispatch.Claim, cancel: threading.Event) -> RuntimeResult:
     """Execute one claimed task; never raises (a crash is a recorded failure)."""
     started = time.monotonic()
     try:
@@ -67,17 +89,22 @@ class Engine:
     ):
         self.concurrency = concurrency
         # How many tasks may be leased at once: the pool plus a queue of ready work.
-        self.max_in_flight = claim_batch or concurrency
-        self.instance = instance or services.coordinator_register(concurrency=concurrency)
-        self.cancel = threading.Event()  # set to interrupt running runtimes
+        self.max_in_flight = max(claim_batch or concurrency, 1)
+        self.instance = instance or dispatch.coordinator_register(concurrency=concurrency)
+        self.stopping = threading.Event()  # set once shutdown begins: claim nothing more
         self.wake = threading.Event()  # set when a result arrives or on stop
-        self.results: queue.SimpleQueue[tuple[services.Claim, RuntimeResult]] = queue.SimpleQueue()
-        self.in_flight: dict[int, services.Claim] = {}
+        self.hurry = threading.Event()  # set to cut the shutdown grace short
+        self.results: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
+        # Keyed by (task, attempt): a task reclaimed and claimed again by this same daemon
+        # runs as two entries, and the stale one can never pop the current one.
+        self.in_flight: dict[tuple[int, int], InFlight] = {}
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hive-runtime")
         self.housekeeping_interval = housekeeping_interval
         self.renew_interval = max(1.0, settings.HIVE["LEASE_SECONDS"] / 3)
-        self._last_housekeeping = 0.0
+        self._last_housekeeping = float("-inf")
         self._last_renew = time.monotonic()
+        self._apply_failures = 0
+        self.paused = False
         self.processed = 0
 
     # --- the tick ------------------------------------------------------------
@@ -86,60 +113,101 @@ class Engine:
         started = time.monotonic()
         report = TickReport()
         if started - self._last_housekeeping >= self.housekeeping_interval:
-            self._housekeeping(report)
             self._last_housekeeping = started
+            self._housekeeping(report)
         report.applied = self._apply_results()
         if self.in_flight and time.monotonic() - self._last_renew >= self.renew_interval:
-            services.tasks_lease_renew(instance=self.instance, task_ids=list(self.in_flight))
-            self._last_renew = time.monotonic()
-        if not self.cancel.is_set():
+            self.renew_leases()
+        if not self.stopping.is_set() and not self.paused:
             report.claimed = self._claim()
         report.in_flight = len(self.in_flight)
+        report.paused = self.paused
         report.duration_ms = (time.monotonic() - started) * 1000
         return report
 
     def _housekeeping(self, report: TickReport) -> None:
-        services.coordinator_heartbeat(instance=self.instance, processed=self.processed)
+        dispatch.coordinator_heartbeat(instance=self.instance, processed=self.processed)
         self.processed = 0
-        services.coordinators_mark_dead()
-        report.reclaimed = services.tasks_reclaim_expired()
-        report.expired_decisions = services.decisions_expire()
+        # Read at most once per housekeeping interval; waffle caches it as well.
+        self.paused = waffle.switch_is_active(PAUSED_SWITCH)
+        dispatch.coordinators_mark_dead()
+        report.reclaimed = dispatch.tasks_reclaim_expired() + dispatch.agents_reclaim_dead()
+        report.expired_decisions = decisions_expire()
+
+    def renew_leases(self) -> None:
+        """Extend the leases of running work; a runtime whose lease was lost is told to stop."""
+        held = dispatch.tasks_lease_renew(instance=self.instance, task_ids=sorted({k[0] for k in self.in_flight}))
+        self._last_renew = time.monotonic()
+        for (task_id, attempt), entry in self.in_flight.items():
+            if task_id not in held and entry.result is None and not entry.cancel.is_set():
+                logger.warning("Lost the lease on task %s attempt %s; stopping its runtime", task_id, attempt)
+                entry.cancel.set()
 
     def _claim(self) -> int:
         free = self.max_in_flight - len(self.in_flight)
         if free <= 0:
             return 0
-        claims = services.tasks_claim(instance=self.instance, limit=free)
+        claims = dispatch.tasks_claim(instance=self.instance, limit=free)
         for claim in claims:
-            self.in_flight[claim.task_id] = claim
-            future = self.pool.submit(run_claim, claim, self.cancel)
-            future.add_done_callback(lambda f, c=claim: self._done(c, f))
+            entry = InFlight(claim=claim)
+            key = (claim.task_id, claim.attempt)
+            self.in_flight[key] = entry
+            future = self.pool.submit(run_claim, claim, entry.cancel)
+            future.add_done_callback(lambda f, key=key: self._done(key, f))
         return len(claims)
 
-    def _done(self, claim: services.Claim, future: Future) -> None:
-        self.results.put((claim, future.result()))
+    def _done(self, key: tuple[int, int], future: Future) -> None:
+        # Runs in the worker thread: hand the result over, never touch the database here.
+        entry = self.in_flight.get(key)
+        if entry is not None:
+            entry.result = future.result()
+        self.results.put(key)
         self.wake.set()
 
     def _apply_results(self) -> dict[str, int]:
-        finished: list[services.Finished] = []
+        """Apply every finished result; a batch that fails stays queued and is retried next tick."""
         while True:
             try:
-                claim, result = self.results.get_nowait()
+                self.results.get_nowait()
             except queue.Empty:
                 break
-            self.in_flight.pop(claim.task_id, None)
-            finished.append(services.Finished(task_id=claim.task_id, attempt=claim.attempt, result=result))
-        if not finished:
+        done = [(key, entry) for key, entry in self.in_flight.items() if entry.result is not None]
+        if not done:
             return {}
-        self.processed += len(finished)
-        return services.task_results_apply(instance=self.instance, finished=finished)
+        finished = [
+            dispatch.Finished(task_id=key[0], attempt=key[1], result=entry.result)  # type: ignore[arg-type]
+            for key, entry in done
+        ]
+        try:
+            counts = dispatch.task_results_apply(instance=self.instance, finished=finished)
+        except Exception:
+            self._apply_failures += 1
+            if self._apply_failures < APPLY_RETRIES:
+                raise
+            # One poisoned result must not stall the rest: apply one by one, drop what still fails.
+            counts = {}
+            for (key, _), item in zip(done, finished, strict=True):
+                try:
+                    for kind, n in dispatch.task_results_apply(instance=self.instance, finished=[item]).items():
+                        counts[kind] = counts.get(kind, 0) + n
+                except Exception:
+                    logger.exception("Dropping the result of task %s attempt %s; its lease will expire", *key)
+                self.in_flight.pop(key, None)
+            self._apply_failures = 0
+            return counts
+        self._apply_failures = 0
+        for key, _ in done:
+            self.in_flight.pop(key, None)
+        self.processed += len(done)
+        return counts
 
     # --- the loop ------------------------------------------------------------
 
     def run(self, *, stop: threading.Event, interval: float = 0.5, on_tick=None) -> None:
         """Tick until `stop` is set; waits on events, never out a sleep."""
         while not stop.is_set():
-            close_old_connections()
+            close_old_connections()  # drop connections past CONN_MAX_AGE or broken by an error
+            self.wake.clear()
             try:
                 report = self.tick()
             except Exception:  # log and live on; the next tick retries
@@ -150,30 +218,36 @@ class Engine:
                 on_tick(report)
             if not report.busy:
                 self.wake.wait(interval)
-            self.wake.clear()
 
     def drain(self, *, timeout: float) -> None:
         """Wait for in-flight work to finish and apply it (tests and --once)."""
         deadline = time.monotonic() + timeout
-        while self.in_flight and time.monotonic() < deadline:
-            self.wake.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+        while self.in_flight and time.monotonic() < deadline and not self.hurry.is_set():
+            if not any(entry.result is not None for entry in self.in_flight.values()):
+                self.wake.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+            if self.in_flight and time.monotonic() - self._last_renew >= self.renew_interval:
+                self.renew_leases()  # a long grace must not let the leases run out
             self.wake.clear()
             self._apply_results()
 
     def shutdown(self, *, grace: float = 10.0, reason: str = "shutdown") -> int:
         """Stop claiming, let running work finish within `grace`, hand the rest back. Returns tasks handed back."""
-        CoordinatorInstance.objects.filter(pk=self.instance.pk).update(status=CoordinatorInstance.Status.STOPPING)
-        self.drain(timeout=grace)
-        self.cancel.set()
+        self.stopping.set()
+        dispatch.coordinator_stopping(instance=self.instance)
+        try:
+            self.drain(timeout=grace)
+            self._apply_results()  # results that arrived at the very end are real work: keep them
+        except Exception:
+            logger.exception("Applying the last results failed; handing their tasks back")
+        for entry in self.in_flight.values():
+            entry.cancel.set()
         handed_back = 0
         if self.in_flight:
-            handed_back = services.tasks_hand_back(
-                instance=self.instance, task_ids=list(self.in_flight), reason=f"coordinator {reason}"
+            handed_back = dispatch.tasks_hand_back(
+                instance=self.instance, task_ids=sorted({k[0] for k in self.in_flight}), reason=f"coordinator {reason}"
             )
             self.in_flight.clear()
+        # Runtimes were told to stop; their results belong to handed-back attempts and are dropped.
         self.pool.shutdown(wait=True, cancel_futures=True)
-        # Results that arrived after hand-back are stale attempts; the fencing token rejects them.
-        while not self.results.empty():
-            self.results.get_nowait()
-        services.coordinator_stop(instance=self.instance, reason=reason)
+        dispatch.coordinator_stop(instance=self.instance, reason=reason)
         return handed_back

@@ -16,8 +16,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from agents.models import Agent
@@ -82,11 +82,34 @@ def coordinator_register(*, concurrency: int, name: str = "") -> CoordinatorInst
 def coordinator_heartbeat(*, instance: CoordinatorInstance, processed: int = 0, tick_ms: float = 0.0) -> None:
     now = timezone.now()
     CoordinatorInstance.objects.filter(pk=instance.pk).update(
-        heartbeat_at=now, tasks_processed=F("tasks_processed") + processed, last_tick_ms=tick_ms
+        heartbeat_at=now,
+        tasks_processed=F("tasks_processed") + processed,
+        last_tick_ms=tick_ms,
+        # A daemon declared dead while it was stalled comes back to life with its next heartbeat.
+        status=Case(
+            When(status=CoordinatorInstance.Status.DEAD, then=Value(CoordinatorInstance.Status.RUNNING)),
+            default=F("status"),
+        ),
     )
-    # Agents of live sessions are kept alive by whichever daemon is running.
-    Agent.objects.filter(session__status=Session.Status.ACTIVE).exclude(status=Agent.Status.OFFLINE).update(
-        heartbeat_at=now
+    # Agents without work are kept alive by whichever daemon runs; working agents are kept alive by
+    # the lease renewals of the daemon running their tasks, so a dead daemon's agents go stale.
+    # Rows are locked in id order and locked ones skipped (they are being written anyway), so this
+    # never deadlocks with a claim or a result being applied.
+    with transaction.atomic():
+        idle = (
+            Agent.objects.filter(session__status=Session.Status.ACTIVE, active_tasks=0)
+            .exclude(status__in=[Agent.Status.OFFLINE, Agent.Status.ERROR])
+            .select_for_update(skip_locked=True, of=("self",))
+            .order_by("id")
+            .values("pk")
+        )
+        Agent.objects.filter(pk__in=idle).update(heartbeat_at=now)
+
+
+def coordinator_stopping(*, instance: CoordinatorInstance) -> None:
+    """Mark the daemon as draining: it claims nothing more and hands back what it cannot finish."""
+    CoordinatorInstance.objects.filter(pk=instance.pk).update(
+        status=CoordinatorInstance.Status.STOPPING, heartbeat_at=timezone.now()
     )
 
 
@@ -123,6 +146,21 @@ def _agent_score(agent: Agent, step: str) -> tuple:
     done = record.get("ok", 0) + record.get("failed", 0)
     rate = record.get("ok", 0) / done if done else 0.5
     return (agent.active_tasks / agent.concurrency, -rate, agent.pk)
+
+
+def _files_lock(session_ids: list[int]) -> None:
+    """Serialise the file check of concurrent claims per session (PostgreSQL).
+
+    Without it two daemons could each see the other's task as not running yet
+    and start two tasks touching one file. Held to the end of the transaction;
+    taken in session order so daemons never deadlock. SQLite needs nothing:
+    its IMMEDIATE transactions already serialise writers.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for session_id in session_ids:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"hive.files.{session_id}"])
 
 
 def _files_overlap(a: list, b: list) -> bool:
@@ -171,6 +209,7 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
             pool[(agent.session_id, agent.role)].append(agent)
         busy_files: dict[int, list[tuple[int, list]]] = defaultdict(list)
         if any(t.files for t in candidates):
+            _files_lock(sorted({t.session_id for t in candidates if t.files}))
             for task_id, session_id, files in Task.objects.filter(
                 status=Task.Status.RUNNING, session_id__in={t.session_id for t in candidates if t.files}
             ).values_list("id", "session_id", "files"):
@@ -382,56 +421,100 @@ def _pick_navigator(*, task: Task, driver: Agent, agents: list[Agent]) -> Agent 
 # --- Leases ---------------------------------------------------------------------
 
 
-def tasks_lease_renew(*, instance: CoordinatorInstance, task_ids: list[int], now=None) -> int:
-    """Extend the leases this daemon holds; returns how many it still holds."""
+def tasks_lease_renew(*, instance: CoordinatorInstance, task_ids: list[int], now=None) -> set[int]:
+    """Extend the leases this daemon still holds; returns the ids it still holds.
+
+    A task missing from the answer was reclaimed (or cancelled) meanwhile: its
+    runtime should stop, and its result will be rejected by the fencing check.
+    Rows are locked in id order so renewals never deadlock with other writers.
+    """
     if not task_ids:
-        return 0
+        return set()
     now = now or timezone.now()
-    renewed = Task.objects.filter(pk__in=task_ids, lease_owner=instance, status=Task.Status.RUNNING).update(
-        lease_expires_at=now + timedelta(seconds=settings.HIVE["LEASE_SECONDS"])
-    )
-    Agent.objects.filter(tasks__pk__in=task_ids).update(heartbeat_at=now)
-    return renewed
+    with transaction.atomic():
+        held = list(
+            Task.objects.select_for_update(of=("self",))
+            .filter(pk__in=task_ids, lease_owner=instance, status=Task.Status.RUNNING)
+            .order_by("id")
+            .values_list("pk", "agent_id")
+        )
+        if not held:
+            return set()
+        Task.objects.filter(pk__in=[pk for pk, _ in held]).update(
+            lease_expires_at=now + timedelta(seconds=settings.HIVE["LEASE_SECONDS"])
+        )
+        agent_ids = sorted({agent_id for _, agent_id in held if agent_id})
+        locked_agents = Agent.objects.filter(pk__in=agent_ids).select_for_update().order_by("id").values("pk")
+        Agent.objects.filter(pk__in=locked_agents).update(heartbeat_at=now)
+    return {pk for pk, _ in held}
 
 
 # --- Applying results -------------------------------------------------------------
 
 
 def task_results_apply(*, instance: CoordinatorInstance, finished: list[Finished], now=None) -> dict[str, int]:
-    """Apply runtime results in one transaction; a result whose attempt is no longer current is rejected."""
+    """Apply runtime results in one transaction; a result whose attempt is no longer current is rejected.
+
+    The attempt number is the fencing token: a result counts only while its task
+    is still running that very attempt under this daemon's lease, so a late
+    result of a reclaimed attempt is recorded as rejected and never applied twice.
+    """
     counts = {"completed": 0, "retried": 0, "escalated": 0, "rejected": 0}
     if not finished:
         return counts
     now = now or timezone.now()
-    by_task = {f.task_id: f for f in finished}
     with transaction.atomic():
-        tasks = list(
-            Task.objects.select_for_update(of=("self",))
-            .filter(pk__in=by_task)
+        tasks = {
+            t.pk: t
+            for t in Task.objects.select_for_update(of=("self",))
+            .filter(pk__in={f.task_id for f in finished})
             .select_related("workflow", "session")
             .order_by("id")
-        )
-        agent_ids = {t.agent_id for t in tasks if t.agent_id} | {t.pair_agent_id for t in tasks if t.pair_agent_id}
+        }
+        accepted: list[tuple[Task, Finished]] = []
+        rejected: list[tuple[Task, Finished]] = []
+        accepted_ids: set[int] = set()
+        for item in finished:
+            task = tasks.get(item.task_id)
+            if task is None:
+                continue  # deleted meanwhile: nothing to apply
+            if (
+                task.status == Task.Status.RUNNING
+                and task.attempt == item.attempt
+                and task.lease_owner_id == instance.pk
+                and task.pk not in accepted_ids  # two results of one attempt: the first wins
+            ):
+                accepted.append((task, item))
+                accepted_ids.add(task.pk)
+            else:
+                rejected.append((task, item))
+        agent_ids = {t.agent_id for t, _ in accepted if t.agent_id} | {
+            t.pair_agent_id for t, _ in accepted if t.pair_agent_id
+        }
         agents = {a.pk: a for a in Agent.objects.select_for_update().filter(pk__in=agent_ids).order_by("id")}
         batch = FlowBatch()
-        workflows: dict[int, Workflow] = {}
-        attempts_ok: list[tuple[int, int, str, str]] = []
-        for task in tasks:
-            item = by_task[task.pk]
-            if task.status != Task.Status.RUNNING or task.attempt != item.attempt or task.lease_owner_id != instance.pk:
-                counts["rejected"] += 1
-                batch.events.append(
-                    EventDraft(
-                        type=E.TASK_RESULT_REJECTED,
-                        message=f"Late result of attempt {item.attempt} for “{task.title}” ignored "
-                        f"(current attempt {task.attempt}, {task.status})",
-                        session_id=task.session_id,
-                        workflow_id=task.workflow_id,
-                        task_id=task.pk,
-                        collaboration_data={"attempt": item.attempt, "current_attempt": task.attempt},
-                    )
+        for task, item in rejected:
+            counts["rejected"] += 1
+            batch.events.append(
+                EventDraft(
+                    type=E.TASK_RESULT_REJECTED,
+                    message=f"Late result of attempt {item.attempt} for “{task.title}” ignored "
+                    f"(current attempt {task.attempt}, {task.status})",
+                    session_id=task.session_id,
+                    workflow_id=task.workflow_id,
+                    task_id=task.pk,
+                    collaboration_data={
+                        "attempt": item.attempt,
+                        "current_attempt": task.attempt,
+                        "status": task.status,
+                        "outcome": str(item.result.outcome),
+                    },
                 )
-                continue
+            )
+        workflows: dict[int, Workflow] = {}
+        attempts_close: list[tuple[int, int, str, str]] = []
+        outcomes: dict[int, str] = {}
+        for task, item in accepted:
             workflow = workflows.setdefault(task.workflow_id, task.workflow)
             task.workflow = workflow
             agent = agents.get(task.agent_id)
@@ -444,19 +527,16 @@ def task_results_apply(*, instance: CoordinatorInstance, finished: list[Finished
             kind = _finish_one(task=task, workflow=workflow, agent=agent, result=result, now=now, batch=batch)
             counts[kind] += 1
             ok = kind == "completed" and result.outcome != Outcome.FAILURE
-            attempts_ok.append((task.pk, task.attempt, "succeeded" if ok else "failed", result.summary[:1000]))
+            attempts_close.append((task.pk, task.attempt, "succeeded" if ok else "failed", result.summary[:1000]))
+            outcomes[task.pk] = task.outcome or str(result.outcome)
             if agent is not None:
                 _agent_record(agent=agent, step=task.step, ok=kind == "completed")
-        _attempts_close(
-            attempts_ok, outcomes={t.pk: t.outcome or str(by_task[t.pk].result.outcome) for t in tasks}, now=now
-        )
-        accepted = [t for t in tasks if t.lease_owner_id == instance.pk and t.pk in {a[0] for a in attempts_ok}]
-        for task in accepted:
             if task.status != Task.Status.RUNNING:
                 task.lease_owner = None
                 task.lease_expires_at = None
+        _attempts_close(attempts_close, outcomes=outcomes, now=now)
         Task.objects.bulk_update(
-            accepted,
+            [t for t, _ in accepted],
             [
                 "status",
                 "outcome",
@@ -469,6 +549,7 @@ def task_results_apply(*, instance: CoordinatorInstance, finished: list[Finished
                 "lease_owner",
                 "lease_expires_at",
                 "not_before",
+                "ready_at",
                 "simulated",
             ],
         )
@@ -568,6 +649,7 @@ def _retry_or_escalate(*, task, workflow, agent, result, now, batch: FlowBatch, 
     if task.attempt < task.max_attempts:
         delay = settings.HIVE["RETRY_BACKOFF"] * (2 ** (task.attempt - 1))
         task.status = Task.Status.READY
+        task.ready_at = now
         task.not_before = now + timedelta(seconds=delay)
         batch.events.append(
             EventDraft(
@@ -623,12 +705,14 @@ def _attempts_close(rows: list[tuple[int, int, str, str]], *, outcomes: dict[int
 
 
 def tasks_reclaim_expired(*, now=None, limit: int = 500) -> int:
-    """Take back tasks whose lease ran out (their daemon or agent died) and hand them on."""
+    """Take back tasks whose lease ran out or whose daemon is known dead or stopped, and hand them on."""
     now = now or timezone.now()
+    gone = [CoordinatorInstance.Status.DEAD, CoordinatorInstance.Status.STOPPED]
     with transaction.atomic():
         tasks = list(
             Task.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=Task.Status.RUNNING, lease_expires_at__lt=now)
+            .filter(status=Task.Status.RUNNING)
+            .filter(Q(lease_expires_at__lt=now) | Q(lease_owner__isnull=True) | Q(lease_owner__status__in=gone))
             .select_related("workflow", "agent")
             .order_by("id")[:limit]
         )
@@ -638,6 +722,53 @@ def tasks_reclaim_expired(*, now=None, limit: int = 500) -> int:
             tasks=tasks, now=now, attempt_status=TaskAttempt.Status.RECLAIMED, reason="lease expired", offline=True
         )
     return len(tasks)
+
+
+def agents_reclaim_dead(*, now=None, limit: int = 100) -> int:
+    """Repair agents whose heartbeat stopped while they counted as busy.
+
+    Their running tasks are reclaimed (whatever their lease says) and their load
+    counter is recomputed from the tasks really running, so a counter can never
+    stay wrong after a crash. Returns the number of agents repaired.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.HIVE["HEARTBEAT_TIMEOUT"])
+    stale_ids = list(Agent.objects.stale(before=cutoff).order_by("id").values_list("pk", flat=True)[:limit])
+    if not stale_ids:
+        return 0
+    with transaction.atomic():
+        # Lock order: tasks before agents, like every other writer.
+        tasks = list(
+            Task.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=Task.Status.RUNNING, agent_id__in=stale_ids)
+            .select_related("workflow", "agent")
+            .order_by("id")
+        )
+        if tasks:
+            _release(
+                tasks=tasks,
+                now=now,
+                attempt_status=TaskAttempt.Status.RECLAIMED,
+                reason="agent heartbeat lost",
+                offline=True,
+            )
+        agents = list(
+            Agent.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=stale_ids, status=Agent.Status.BUSY, heartbeat_at__lt=cutoff)
+            .order_by("id")
+        )
+        running = dict(
+            Task.objects.filter(status=Task.Status.RUNNING, agent__in=agents)
+            .values_list("agent_id")
+            .annotate(n=Count("pk"))
+            .values_list("agent_id", "n")
+        )
+        for agent in agents:
+            agent.active_tasks = min(running.get(agent.pk, 0), agent.concurrency)
+            agent.status = Agent.Status.BUSY if agent.active_tasks else Agent.Status.IDLE
+            agent.heartbeat_at = now
+        Agent.objects.bulk_update(agents, ["active_tasks", "status", "heartbeat_at"])
+    return len(agents)
 
 
 def tasks_hand_back(*, instance: CoordinatorInstance, task_ids: list[int], reason: str) -> int:

@@ -8,10 +8,12 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from coordination.engine import Engine
+from coordination.engine import Engine, switch_enabled
 from coordination.exceptions import DomainError
 from coordination.management.base import require_migrated_database
 from coordination.teamfile import load_team_file, team_ensure
+
+AUTOSPAWN_SWITCH = "autospawn_team"
 
 
 class Command(BaseCommand):
@@ -52,7 +54,10 @@ class Command(BaseCommand):
         require_migrated_database()
         verbosity = options["verbosity"]
 
-        if options["team"] and not options["no_autospawn"]:
+        if options["team"] and not options["no_autospawn"] and not switch_enabled(AUTOSPAWN_SWITCH, default=True):
+            if verbosity:
+                self.stdout.write(f"Not spawning the team: switch “{AUTOSPAWN_SWITCH}” is off.")
+        elif options["team"] and not options["no_autospawn"]:
             try:
                 session, created = team_ensure(load_team_file(options["team"]))
             except DomainError as exc:
@@ -62,38 +67,45 @@ class Command(BaseCommand):
                 self.stdout.write(f"{verb} team “{session.name}” (session {session.pk}) in {session.workspace}")
 
         stop = threading.Event()
-        engine = Engine(concurrency=options["concurrency"], claim_batch=options["claim_batch"])
+        engine: Engine | None = None
 
         def request_stop(signum, frame):
+            if stop.is_set() and engine is not None:
+                engine.hurry.set()  # a second signal: hand back now, do not wait out the grace
             stop.set()
-            engine.wake.set()
+            if engine is not None:
+                engine.wake.set()
 
+        # Handlers go in before the daemon registers, so a stop signal is never a hard kill.
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        if verbosity:
-            self.stdout.write(
-                f"Coordinator {engine.instance.name} running with {engine.concurrency} workers "
-                f"(lease {settings.HIVE['LEASE_SECONDS']} s). Ctrl-C to stop."
-            )
-
-        def on_tick(report):
-            if verbosity >= 2 and report.busy:
+        try:
+            engine = Engine(concurrency=options["concurrency"], claim_batch=options["claim_batch"])
+            if verbosity:
                 self.stdout.write(
-                    f"tick: claimed {report.claimed}, applied {report.applied}, reclaimed {report.reclaimed}, "
-                    f"in flight {report.in_flight} ({report.duration_ms:.1f} ms)"
+                    f"Coordinator {engine.instance.name} running with {engine.concurrency} workers "
+                    f"(lease {settings.HIVE['LEASE_SECONDS']} s). Ctrl-C to stop."
                 )
 
-        try:
-            if options["once"]:
-                on_tick(engine.tick())
-                engine.drain(timeout=options["grace"] or 60)
-                engine.tick()
-            else:
-                engine.run(stop=stop, interval=options["interval"], on_tick=on_tick)
+            def on_tick(report):
+                if verbosity >= 2 and report.busy:
+                    self.stdout.write(
+                        f"tick: claimed {report.claimed}, applied {report.applied}, reclaimed {report.reclaimed}, "
+                        f"in flight {report.in_flight} ({report.duration_ms:.1f} ms)"
+                    )
+
+            try:
+                if options["once"]:
+                    on_tick(engine.tick())
+                    engine.drain(timeout=options["grace"] or 60)
+                    engine.tick()
+                else:
+                    engine.run(stop=stop, interval=options["interval"], on_tick=on_tick)
+            finally:
+                handed_back = engine.shutdown(
+                    grace=0 if stop.is_set() and options["once"] else options["grace"],
+                    reason="stopped by signal" if stop.is_set() else "finished",
+                )
         finally:
-            handed_back = engine.shutdown(
-                grace=0 if stop.is_set() and options["once"] else options["grace"],
-                reason="stopped by signal" if stop.is_set() else "finished",
-            )
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if verbosity:

@@ -1,0 +1,414 @@
+"""The coordinator engine, driven in-process through Engine.tick()/drain()."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from waffle.testutils import override_switch
+
+from agents.models import Agent
+from coordination.engine import Engine
+from coordination.models import CoordinationEvent, CoordinatorInstance, Decision, Session, Task, TaskAttempt, Workflow
+from coordination.services import MemberSpec, WorkSpec, agent_pause, agent_resume, team_spawn, work_submit
+from coordination.services import dispatch as d
+from tests.coordination.test_dispatch import assert_counters_match_running_tasks, member
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def engines(db):
+    """Engines made by a test, all shut down at its end."""
+    made: list[Engine] = []
+
+    def make(**kwargs) -> Engine:
+        kwargs.setdefault("concurrency", 2)
+        kwargs.setdefault("housekeeping_interval", 0)
+        engine = Engine(**kwargs)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.shutdown(grace=0)
+
+
+def run_until_quiet(engine: Engine, *, max_ticks: int = 200) -> None:
+    quiet = 0
+    for _ in range(max_ticks):
+        report = engine.tick()
+        engine.drain(timeout=15)
+        quiet = 0 if (report.busy or engine.in_flight) else quiet + 1
+        if quiet >= 2:
+            return
+    raise AssertionError(f"engine still busy after {max_ticks} ticks")
+
+
+def types(**filters) -> list[str]:
+    return list(CoordinationEvent.objects.filter(**filters).order_by("id").values_list("type", flat=True))
+
+
+def spawn(workspace, *members: MemberSpec) -> Session:
+    return team_spawn(name="Engine crew", workspace=str(workspace), members=list(members))
+
+
+def submit(session, title: str = "Work", *, pattern: str = "conflict_resolution", **kw) -> Workflow:
+    return work_submit(session=session, work=WorkSpec(title=title, pattern=pattern, **kw))
+
+
+def test_feature_delivery_runs_to_completion(crew, engines):
+    workflow = work_submit(session=crew, work=WorkSpec(title="Add coupons", estimate_hours=10))
+    run_until_quiet(engines())
+    workflow.refresh_from_db()
+    assert workflow.status == Workflow.Status.COMPLETED
+    steps = list(workflow.tasks.order_by("id").values_list("step", flat=True))
+    assert steps == ["spec", "architecture", "implement", "review", "test", "ci"]
+    seen = types(workflow=workflow)
+    assert seen[0] == "work_submitted" and seen[-1] == "collaboration_completed"
+    assert seen.count("task_assigned") == seen.count("task_completed") == 6
+    assert_counters_match_running_tasks()
+    assert set(Agent.objects.values_list("status", flat=True)) == {"idle"}
+
+
+def test_tasks_touching_one_file_never_run_at_once(workspace, engines):
+    session = spawn(workspace, member(name="dev-a", duration_s=0.2), member(name="dev-b", duration_s=0.2))
+    first = submit(session, "First", files=["app/models.py"])
+    second = submit(session, "Second", files=["app/models.py", "app/views.py"])
+    other = submit(session, "Unrelated", files=["README.md"])
+    engine = engines(concurrency=4)
+    report = engine.tick()
+    assert report.claimed == 2  # the first and the unrelated one; the second waits its turn
+    running = set(Task.objects.filter(status="running").values_list("workflow_id", flat=True))
+    assert running == {first.pk, other.pk}
+    assert types(workflow=second)[-1] == "conflict_detected"
+    engine.tick()  # a second look must not repeat the event
+    assert types(workflow=second).count("conflict_detected") == 1
+    run_until_quiet(engine)
+    assert set(Workflow.objects.values_list("status", flat=True)) == {"completed"}
+    assert types(workflow=second).count("conflict_resolved") == 1
+    t1, t2 = Task.objects.get(workflow=first), Task.objects.get(workflow=second)
+    assert t2.started_at >= t1.finished_at
+    resolved = CoordinationEvent.objects.get(workflow=second, type="conflict_resolved")
+    assert resolved.collaboration_data["serialised_after"] == t1.pk
+    assert_counters_match_running_tasks()
+
+
+def test_leases_are_renewed_while_work_runs(workspace, engines, settings):
+    settings.HIVE = {**settings.HIVE, "LEASE_SECONDS": 3}
+    spawn(workspace, member(name="dev-a", duration_s=30))
+    submit(Session.objects.get(), "Long")
+    engine = engines()
+    engine.tick()
+    task = Task.objects.get()
+    first_lease = task.lease_expires_at
+    engine._last_renew = time.monotonic() - 60  # due now
+    engine.tick()
+    task.refresh_from_db()
+    assert task.lease_expires_at > first_lease
+    assert task.status == Task.Status.RUNNING
+
+
+def test_reclaimed_task_runs_again_and_the_late_result_is_rejected(workspace, engines):
+    session = spawn(workspace, member(name="dev-a", duration_s=0.5))
+    workflow = submit(session, "Reclaim me")
+    slow = engines(housekeeping_interval=3600)
+    slow.tick()  # claims attempt 1 and starts the runtime
+    task = Task.objects.get()
+    assert (task.attempt, task.lease_owner_id) == (1, slow.instance.pk)
+
+    # Its lease runs out (the daemon stalled): another daemon reclaims the task and runs it again.
+    assert d.tasks_reclaim_expired(now=timezone.now() + timedelta(hours=1)) == 1
+    assert Agent.objects.get().active_tasks == 0
+    rescuer = engines(housekeeping_interval=3600)
+    rescuer.tick()
+    task.refresh_from_db()
+    assert (task.attempt, task.lease_owner_id) == (2, rescuer.instance.pk)
+    rescuer.drain(timeout=10)
+    slow.drain(timeout=10)  # the stalled daemon's result arrives late
+
+    task.refresh_from_db()
+    workflow.refresh_from_db()
+    assert task.status == Task.Status.COMPLETED and workflow.status == Workflow.Status.COMPLETED
+    seen = types(task=task)
+    assert seen.count("task_reclaimed") == 1
+    assert seen.count("task_result_rejected") == 1
+    assert seen.count("task_completed") == 1
+    rejected = CoordinationEvent.objects.get(type="task_result_rejected")
+    assert rejected.collaboration_data["attempt"] == 1 and rejected.collaboration_data["current_attempt"] == 2
+    assert list(TaskAttempt.objects.filter(task=task).values_list("number", "status")) == [
+        (1, "reclaimed"),
+        (2, "succeeded"),
+    ]
+    agent = Agent.objects.get()
+    assert agent.tasks_completed == 1 and agent.active_tasks == 0
+    assert_counters_match_running_tasks()
+
+
+def test_a_runtime_that_lost_its_lease_is_stopped(workspace, engines):
+    spawn(workspace, member(name="dev-a", duration_s=60))
+    submit(Session.objects.get(), "Lost")
+    engine = engines(housekeeping_interval=3600)
+    engine.tick()
+    d.tasks_reclaim_expired(now=timezone.now() + timedelta(hours=1))
+    engine.renew_leases()
+    [entry] = engine.in_flight.values()
+    assert entry.cancel.is_set()
+    engine.drain(timeout=10)  # the cancelled runtime returns at once; its result is rejected
+    assert not engine.in_flight
+    assert types().count("task_result_rejected") == 1
+    assert Task.objects.get().status == Task.Status.READY
+
+
+def test_runtime_error_is_retried_with_backoff_then_raises_a_decision(workspace, engines, settings):
+    settings.HIVE = {**settings.HIVE, "MAX_ATTEMPTS": 3, "RETRY_BACKOFF": 30}
+    missing = MemberSpec(
+        role="developer", name="dev-a", runtime="command", runtime_config={"argv": ["hive-no-such-binary", "{title}"]}
+    )
+    workflow = submit(spawn(workspace, missing), "Broken tool")
+    engine = engines()
+    engine.tick()
+    engine.drain(timeout=10)
+    task = Task.objects.get()
+    assert task.status == Task.Status.READY and task.attempt == 1
+    assert "executable not found" in task.error
+    assert task.not_before >= timezone.now() + timedelta(seconds=25)  # backoff: 30 s × 2⁰
+    assert engine.tick().claimed == 0  # not before the backoff has passed
+
+    for attempt in (2, 3):
+        Task.objects.filter(pk=task.pk).update(not_before=timezone.now() - timedelta(seconds=1))  # time passes
+        assert engine.tick().claimed == 1
+        engine.drain(timeout=10)
+        task.refresh_from_db()
+        assert task.attempt == attempt
+    retry = CoordinationEvent.objects.filter(type="task_retry_scheduled").order_by("id").last()
+    assert retry.collaboration_data["delay_s"] == 60  # 30 s × 2¹
+
+    task.refresh_from_db()
+    workflow.refresh_from_db()
+    assert task.status == Task.Status.BLOCKED
+    assert workflow.status == Workflow.Status.WAITING_HUMAN
+    decision = Decision.objects.get(task=task)
+    assert decision.kind == "retries_exhausted" and decision.status == "open"
+    seen = types(task=task)
+    assert seen.count("task_failed") == 3
+    assert seen.count("task_retry_scheduled") == 2
+    assert seen[-1] == "decision_requested"
+    assert list(TaskAttempt.objects.filter(task=task).values_list("status", flat=True)) == ["failed"] * 3
+    assert engine.tick().claimed == 0
+    assert_counters_match_running_tasks()
+
+
+def test_paused_agent_takes_no_new_work(workspace, engines):
+    session = spawn(workspace, member(name="dev-a"))
+    agent = Agent.objects.get()
+    agent_pause(agent=agent, reason="maintenance")
+    submit(session, "Waits")
+    engine = engines()
+    assert engine.tick().claimed == 0
+    assert Task.objects.get().status == Task.Status.READY
+    agent_resume(agent=agent)
+    run_until_quiet(engine)
+    assert Task.objects.get().status == Task.Status.COMPLETED
+
+
+def test_coordination_paused_switch_stops_claims_but_not_results(workspace, engines):
+    session = spawn(workspace, member(name="dev-a", duration_s=0.3), member(name="dev-b", duration_s=0.3))
+    submit(session, "Handoff", pattern="task_handoff")
+    engine = engines()
+    assert engine.tick().claimed == 1
+    with override_switch("coordination_paused", active=True):
+        engine.drain(timeout=10)  # the running task still finishes and hands off
+        start = Task.objects.get(step="start")
+        assert start.status == Task.Status.COMPLETED
+        report = engine.tick()
+        assert report.paused and report.claimed == 0
+        assert Task.objects.get(step="finish").status == Task.Status.READY
+        assert CoordinatorInstance.objects.get(pk=engine.instance.pk).heartbeat_at is not None
+    report = engine.tick()
+    assert not report.paused and report.claimed == 1
+    run_until_quiet(engine)
+    assert Workflow.objects.get().status == Workflow.Status.COMPLETED
+
+
+def test_shutdown_hands_running_work_back(workspace, engines):
+    spawn(workspace, member(name="dev-a", duration_s=60))
+    submit(Session.objects.get(), "Interrupted")
+    engine = engines()
+    engine.tick()
+    started = time.monotonic()
+    assert engine.shutdown(grace=0, reason="test") == 1
+    assert time.monotonic() - started < 30  # the runtime was cancelled, not waited for
+    task = Task.objects.get()
+    assert task.status == Task.Status.READY and task.lease_owner is None
+    assert TaskAttempt.objects.get(task=task).status == TaskAttempt.Status.HANDED_BACK
+    instance = CoordinatorInstance.objects.get(pk=engine.instance.pk)
+    assert instance.status == CoordinatorInstance.Status.STOPPED
+    assert types()[-1] == "coordinator_stopped"
+    assert_counters_match_running_tasks()
+
+
+# --- the command runtime, for real ----------------------------------------------------
+
+HOSTILE = "Fix; rm -rf ~ && $(touch pwned) `touch pwned2` {workspace} 'quoted' \"dq\""
+
+
+def git(workspace: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=workspace, check=True, capture_output=True, text=True).stdout
+
+
+def test_command_runtime_commits_with_hostile_text_as_a_literal_argument(workspace, engines):
+    git(workspace, "init", "-q")
+    git(workspace, "config", "user.email", "crew@example.com")
+    git(workspace, "config", "user.name", "Hive crew")
+    developer = MemberSpec(
+        role="developer",
+        name="dev-git",
+        runtime="command",
+        runtime_config={"argv": ["git", "commit", "--allow-empty", "-q", "-m", "{title}"]},
+    )
+    workflow = submit(spawn(workspace, developer), HOSTILE, description="$(touch pwned3); rm -rf /")
+    run_until_quiet(engines())
+    workflow.refresh_from_db()
+    assert workflow.status == Workflow.Status.COMPLETED, Task.objects.get().error
+    assert git(workspace, "log", "-1", "--format=%B").strip() == f"Merge {HOSTILE}"
+    assert not any((workspace / name).exists() for name in ("pwned", "pwned2", "pwned3"))
+    assert Path.home().exists()
+
+
+def test_command_runtime_passes_task_text_as_argv_elements(workspace, engines):
+    script = "import json, sys; open('argv.json', 'w').write(json.dumps(sys.argv[1:]))"
+    developer = MemberSpec(
+        role="developer",
+        name="dev-py",
+        runtime="command",
+        runtime_config={"argv": [sys.executable, "-c", script, "{title}", "--", "{description}", "{files}"]},
+    )
+    submit(spawn(workspace, developer), HOSTILE, description="$(touch pwned3)\n; ls", files=["a b.py", "-rf"])
+    run_until_quiet(engines())
+    argv = json.loads((workspace / "argv.json").read_text())
+    assert argv == [f"Merge {HOSTILE}", "--", "$(touch pwned3)\n; ls", "a b.py", "-rf"]
+    assert not any((workspace / name).exists() for name in ("pwned", "pwned2", "pwned3"))
+
+
+# --- run_coordinator -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--interval", "0"], "--interval must be a positive number"),
+        (["--concurrency", "0"], "--concurrency must be between 1 and 256"),
+        (["--claim-batch", "0"], "--claim-batch must be at least 1"),
+        (["--grace", "-1"], "--grace cannot be negative"),
+        (["--team", "/no/such/team.json"], "no such file"),
+    ],
+)
+def test_run_coordinator_rejects_bad_options(db, args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("run_coordinator", "--once", *args, stdout=StringIO())
+
+
+def team_file(tmp_path, workspace) -> Path:
+    path = tmp_path / "team.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "Autospawned",
+                "workspace": str(workspace),
+                "members": [{"role": "developer", "runtime": "scripted", "runtime_config": {"duration_s": 0}}],
+                "backlog": [{"title": "First job", "pattern": "conflict_resolution"}],
+            }
+        )
+    )
+    return path
+
+
+def test_run_coordinator_once_spawns_the_team_and_does_its_work(db, tmp_path, workspace):
+    out = StringIO()
+    call_command("run_coordinator", "--once", "--team", str(team_file(tmp_path, workspace)), stdout=out)
+    session = Session.objects.get(name="Autospawned")
+    assert "Spawned team" in out.getvalue() and "stopped cleanly" in out.getvalue()
+    assert Task.objects.get(session=session).status == Task.Status.COMPLETED
+    assert CoordinatorInstance.objects.get().status == CoordinatorInstance.Status.STOPPED
+
+
+@pytest.mark.parametrize("how", ["flag", "switch"])
+def test_run_coordinator_autospawn_can_be_turned_off(db, tmp_path, workspace, how):
+    args = ["--once", "--team", str(team_file(tmp_path, workspace))]
+    if how == "flag":
+        call_command("run_coordinator", *args, "--no-autospawn", stdout=StringIO())
+    else:
+        with override_switch("autospawn_team", active=False):
+            call_command("run_coordinator", *args, stdout=StringIO())
+    assert not Session.objects.exists()
+    with override_switch("autospawn_team", active=True):
+        call_command("run_coordinator", *args, stdout=StringIO())
+    assert Session.objects.filter(name="Autospawned").exists()
+
+
+def test_run_coordinator_explains_an_unmigrated_database(tmp_path):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}",
+        "HIVE_WORKSPACE_ROOT": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "run_coordinator", "--once", "--no-autospawn"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "unapplied migration(s); run `python manage.py migrate` first" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_every_task_of_many_is_assigned_once(workspace, engines):
+    session = spawn(workspace, *[member(name=f"dev-{i}") for i in range(3)])
+    for i in range(12):
+        submit(session, f"Job {i}", pattern="task_handoff")
+    a, b = engines(concurrency=2), engines(concurrency=3)
+    for _ in range(100):
+        busy = a.tick().busy | b.tick().busy
+        a.drain(timeout=5)
+        b.drain(timeout=5)
+        if not busy and not a.in_flight and not b.in_flight and not Task.objects.exclude(status="completed").exists():
+            break
+    assert set(Workflow.objects.values_list("status", flat=True)) == {"completed"}
+    assigned = Counter(
+        (e.task_id, e.collaboration_data["attempt"]) for e in CoordinationEvent.objects.filter(type="task_assigned")
+    )
+    assert len(assigned) == Task.objects.count() == 24 and set(assigned.values()) == {1}
+    assert Counter(CoordinationEvent.objects.filter(type="task_completed").values_list("task_id", flat=True)) == {
+        t: 1 for t in Task.objects.values_list("pk", flat=True)
+    }
+    assert_counters_match_running_tasks()
+
+
+def test_same_engine_running_a_reclaimed_task_again_applies_it_once(workspace, engines):
+    spawn(workspace, member(name="dev-a", duration_s=0.5, concurrency=2))
+    submit(Session.objects.get(), "Twice")
+    engine = engines(housekeeping_interval=3600)
+    engine.tick()
+    d.tasks_reclaim_expired(now=timezone.now() + timedelta(hours=1))
+    engine.tick()  # claims attempt 2 while attempt 1 still runs here
+    assert sorted(engine.in_flight) == [(Task.objects.get().pk, 1), (Task.objects.get().pk, 2)]
+    engine.drain(timeout=10)
+    assert not engine.in_flight
+    seen = types()
+    assert seen.count("task_completed") == 1 and seen.count("task_result_rejected") == 1
+    assert Task.objects.get().status == Task.Status.COMPLETED
+    assert_counters_match_running_tasks()
