@@ -86,11 +86,12 @@ class Engine:
         claim_batch: int | None = None,
         housekeeping_interval: float = 2.0,
         instance: CoordinatorInstance | None = None,
+        name: str = "",
     ):
         self.concurrency = concurrency
         # How many tasks may be leased at once: the pool plus a queue of ready work.
         self.max_in_flight = max(claim_batch or concurrency, 1)
-        self.instance = instance or dispatch.coordinator_register(concurrency=concurrency)
+        self.instance = instance or dispatch.coordinator_register(concurrency=concurrency, name=name)
         self.stopping = threading.Event()  # set once shutdown begins: claim nothing more
         self.wake = threading.Event()  # set when a result arrives or on stop
         self.hurry = threading.Event()  # set to cut the shutdown grace short

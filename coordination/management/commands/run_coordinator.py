@@ -79,7 +79,9 @@ class Command(BaseCommand):
         # Handlers go in before the daemon registers, so a stop signal is never a hard kill.
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            engine = Engine(concurrency=options["concurrency"], claim_batch=options["claim_batch"])
+            engine = Engine(
+                concurrency=options["concurrency"], claim_batch=options["claim_batch"], name=options["name"]
+            )
             if verbosity:
                 self.stdout.write(
                     f"Coordinator {engine.instance.name} running with {engine.concurrency} workers "
