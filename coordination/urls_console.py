@@ -1,2 +1,24 @@
+"""The server-rendered console (namespace "console"), its PWA files at the site root."""
+
+from django.urls import path
+
+from . import views
+
 app_name = "console"
-urlpatterns: list = []
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("flow/", views.flow, name="flow"),
+    path("sessions/", views.sessions, name="sessions"),
+    path("sessions/<int:pk>/", views.session_detail, name="session"),
+    path("sessions/<int:pk>/replay/", views.session_replay, name="session_replay"),
+    path("agents/<int:pk>/", views.agent_detail, name="agent"),
+    path("agents/<int:pk>/<str:action>/", views.agent_action, name="agent_action"),
+    path("decisions/", views.decisions, name="decisions"),
+    path("decisions/<int:pk>/answer/", views.decision_answer, name="decision_answer"),
+    path("teams/new/", views.spawn_team, name="spawn"),
+    path("work/new/", views.submit_work, name="submit"),
+    path("offline/", views.offline, name="offline"),
+    path("sw.js", views.service_worker, name="service_worker"),
+    path("manifest.webmanifest", views.manifest, name="manifest"),
+]

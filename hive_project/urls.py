@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("coordination.urls_api")),
     # The server-rendered console and its login.
     path("", include("coordination.urls_console")),
+    path("", include("hive_project.urls_auth")),
 ]

@@ -1,0 +1,130 @@
+"""Console forms. They only parse and check input; the services decide and write."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+
+from agents.models import Agent
+
+from . import patterns
+from .exceptions import DomainError
+from .models import Session
+
+RUNTIME_CHOICES = [
+    ("scripted", "Scripted (simulated, for demos)"),
+    ("command", "Command (a real program in the workspace)"),
+    ("llm", "LLM (chat completions endpoint)"),
+]
+
+
+class DomainErrorFormMixin:
+    """Put a service's field → reason errors on the matching form fields."""
+
+    field_aliases: dict[str, str] = {}
+
+    def add_domain_error(self, exc: DomainError) -> None:
+        errors = exc.errors or {"": exc.message}
+        for key, reason in errors.items():
+            name = self.field_aliases.get(key, key)
+            if name not in self.fields:
+                # members[0].runtime_config.command → runtime_config; anything unknown → the whole form
+                head = name.split(".")[0].split("[")[0]
+                name = self.field_aliases.get(head, head)
+            if name in self.fields:
+                self.add_error(name, reason)
+            else:
+                self.add_error(None, f"{key}: {reason}" if key else reason)
+
+
+class SpawnTeamForm(DomainErrorFormMixin, forms.Form):
+    name = forms.CharField(max_length=120, help_text="Shown on every page; e.g. “Checkout revamp”.")
+    goal = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    workspace = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="Absolute path of the directory the crew works in. Empty: a new directory under the workspace root.",
+    )
+    roles = forms.MultipleChoiceField(
+        choices=Agent.Role.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[role.value for role in Agent.Role],
+        help_text="One agent per ticked role.",
+    )
+    runtime = forms.ChoiceField(choices=RUNTIME_CHOICES, initial="scripted")
+    runtime_config = forms.JSONField(
+        required=False,
+        initial=dict,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "mono"}),
+        help_text='Runtime settings as JSON, e.g. {"argv": ["pytest", "-q"]} for command or '
+        '{"base_url": …, "model": …} for llm. Empty for scripted.',
+    )
+    field_aliases = {"members": "roles"}
+
+    def clean_workspace(self) -> str:
+        return self.cleaned_data["workspace"].strip()
+
+    def clean_runtime_config(self):
+        value = self.cleaned_data.get("runtime_config")
+        if value in (None, ""):
+            return {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("must be a JSON object")
+        return value
+
+    def add_domain_error(self, exc: DomainError) -> None:
+        # members[i].runtime_config.x → the runtime_config field, with the key named
+        remapped = {}
+        for key, reason in (exc.errors or {}).items():
+            if ".runtime_config." in key:
+                remapped["runtime_config"] = f"{key.rsplit('.', 1)[-1]}: {reason}"
+            elif key.endswith(".role"):
+                remapped["roles"] = reason
+            else:
+                remapped[key] = reason
+        super().add_domain_error(DomainError(exc.message, errors=remapped) if remapped else exc)
+
+
+class SubmitWorkForm(DomainErrorFormMixin, forms.Form):
+    session = forms.ModelChoiceField(
+        queryset=Session.objects.filter(status__in=[Session.Status.ACTIVE, Session.Status.PAUSED]),
+        empty_label="Choose a session…",
+    )
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
+    pattern = forms.ChoiceField(choices=patterns.PATTERN_CHOICES, initial=patterns.FEATURE_DELIVERY.key)
+    priority = forms.IntegerField(min_value=-100, max_value=100, initial=0)
+    estimate_hours = forms.DecimalField(
+        required=False,
+        min_value=Decimal("0"),
+        max_value=Decimal("10000"),
+        decimal_places=2,
+        help_text="Hours a human developer would need (drives the value figures). Empty: the pattern's default.",
+    )
+    files = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "class": "mono", "spellcheck": "false"}),
+        help_text="Paths this work touches, one per line (work on the same files is serialised).",
+    )
+    field_aliases = {"pattern": "pattern"}
+
+    def clean_files(self) -> list[str]:
+        lines = [line.strip() for line in self.cleaned_data["files"].splitlines()]
+        files = [line for line in lines if line]
+        for path in files:
+            if len(path) > 500:
+                raise forms.ValidationError("each path at most 500 characters")
+        return files
+
+
+class DecisionAnswerForm(forms.Form):
+    option = forms.CharField(max_length=40)
+    comment = forms.CharField(required=False, max_length=2000)
+
+
+AGENT_ACTIONS = ("pause", "resume", "restart")
+
+
+class AgentActionForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=300)
