@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Start Agent Hive on the embedded default: SQLite, no Redis, a demo crew at work.
+#
+#   ./scripts/start.sh            web server on http://127.0.0.1:8000 + coordinator + demo crew
+#
+# Environment: HIVE_PORT (8000), SQLITE_PATH (var/hive.sqlite3), HIVE_WORKSPACE_ROOT
+# (var/workspaces), HIVE_OPERATOR_PASSWORD (else one is generated), HIVE_CREDENTIALS_FILE
+# (var/operator-credentials.txt), HIVE_LOG_DIR (var/log). Ctrl-C or SIGTERM stops everything.
+source "$(dirname "$0")/_venv.sh" requirements.txt
+set -euo pipefail
+
+PY=.venv/bin/python
+PORT="${HIVE_PORT:-8000}"
+LOG_DIR="${HIVE_LOG_DIR:-var/log}"
+WORKSPACE_ROOT="${HIVE_WORKSPACE_ROOT:-var/workspaces}"
+CREDENTIALS="${HIVE_CREDENTIALS_FILE:-var/operator-credentials.txt}"
+TEAM_FILE="$WORKSPACE_ROOT/demo-team.json"
+export PYTHONUNBUFFERED=1 HIVE_CREDENTIALS_FILE="$CREDENTIALS"
+mkdir -p var "$LOG_DIR" "$WORKSPACE_ROOT"
+
+echo "Preparing the database (${DATABASE_URL:-SQLite ${SQLITE_PATH:-var/hive.sqlite3}}) …"
+"$PY" manage.py migrate --noinput -v 0
+"$PY" manage.py collectstatic --noinput -v 0
+"$PY" manage.py ensure_operator
+"$PY" manage.py demo --config-out "$TEAM_FILE"
+
+children=()
+stopping=0
+stop() {
+  [ "$stopping" = 1 ] && return
+  stopping=1
+  trap - INT TERM
+  echo
+  echo "Stopping Agent Hive …"
+  kill -TERM "${children[@]}" 2>/dev/null || true
+  # The coordinator may take its grace period to finish or hand back running work.
+  for _ in $(seq 60); do
+    alive=0
+    for pid in "${children[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.5
+  done
+  kill -KILL "${children[@]}" 2>/dev/null || true
+  wait || true
+  echo "Stopped."
+}
+trap 'stop; exit 0' INT TERM
+
+"$PY" -m daphne -b 127.0.0.1 -p "$PORT" --access-log "$LOG_DIR/access.log" hive_project.asgi:application \
+  >>"$LOG_DIR/web.log" 2>&1 &
+children+=($!)
+# Process substitution keeps $! the Python process itself, so signals reach it, not a pipe.
+"$PY" manage.py run_coordinator --team "$TEAM_FILE" > >(sed -u 's/^/[coordinator] /') 2>&1 &
+children+=($!)
+"$PY" manage.py demo --feed > >(sed -u 's/^/[demo feed] /') 2>&1 &
+children+=($!)
+
+URL="http://127.0.0.1:$PORT/"
+for _ in $(seq 60); do
+  "$PY" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "${URL}admin/login/" \
+    2>/dev/null && break
+  sleep 0.5
+done
+
+WORKSPACE="$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['workspace'])" "$TEAM_FILE")"
+LOGIN="(your existing operator login)"
+if [ -f "$CREDENTIALS" ]; then
+  LOGIN="$(sed -n 's/^username=//p' "$CREDENTIALS") / $(sed -n 's/^password=//p' "$CREDENTIALS")"
+fi
+cat <<BANNER
+
+  Agent Hive is running:  $URL
+    console   $URL
+    admin     ${URL}admin/
+    login     $LOGIN   (saved in $CREDENTIALS)
+    crew      working in $WORKSPACE   (git -C … log shows its commits)
+    logs      $LOG_DIR/web.log, $LOG_DIR/access.log
+  Ctrl-C stops the web server, the coordinator and the demo feed.
+
+BANNER
+
+# Any child ending on its own (a crash, a port in use) stops the rest too.
+status=0
+wait -n || status=$?
+if [ "$stopping" = 0 ]; then
+  echo "A process of Agent Hive exited (status $status); stopping the others." >&2
+  stop
+  exit 1
+fi
