@@ -1,4 +1,8 @@
-"""django-filter sets for the list endpoints: exact filters on the indexed columns."""
+"""django-filter sets for the list endpoints: exact filters on the indexed columns.
+
+Related objects are filtered by id number (an unknown id gives an empty page,
+not an error), choices by their documented values.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,13 @@ from agents.models import Agent
 from coordination.models import Decision, Session, Task, Workflow
 
 
+def by_id(field: str) -> django_filters.NumberFilter:
+    return django_filters.NumberFilter(field_name=f"{field}_id", min_value=0, help_text=f"{field} id")
+
+
 class AgentFilter(django_filters.FilterSet):
+    session = by_id("session")
+
     class Meta:
         model = Agent
         fields = ["session", "role", "status", "runtime"]
@@ -21,18 +31,27 @@ class SessionFilter(django_filters.FilterSet):
 
 
 class WorkflowFilter(django_filters.FilterSet):
+    session = by_id("session")
+
     class Meta:
         model = Workflow
         fields = ["session", "status", "pattern"]
 
 
 class TaskFilter(django_filters.FilterSet):
+    session = by_id("session")
+    workflow = by_id("workflow")
+    agent = by_id("agent")
+
     class Meta:
         model = Task
         fields = ["status", "role", "agent", "session", "workflow", "step"]
 
 
 class DecisionFilter(django_filters.FilterSet):
+    session = by_id("session")
+    workflow = by_id("workflow")
+    task = by_id("task")
     status = django_filters.ChoiceFilter(
         choices=[("all", "all"), *Decision.Status.choices],
         method="filter_status",

@@ -63,6 +63,8 @@ class ReadViewSet(viewsets.ReadOnlyModelViewSet):
     """List and detail; query-string filters and ordering apply to the list only."""
 
     pagination_class = HivePagination
+    # Any path segment reaches the view, so a malformed id is a JSON 404 like a missing one.
+    lookup_value_regex = "[^/]+"
 
     def filter_queryset(self, queryset):
         return super().filter_queryset(queryset) if self.action == "list" else queryset
@@ -109,7 +111,7 @@ class CoordinationSpawnView(APIView):
 
 
 @extend_schema_view(
-    list=extend_schema(responses={200: s.AgentSerializer(many=True), **READ_ERRORS}),
+    list=extend_schema(responses={200: s.AgentSerializer(many=True), **errors(400, 401, 403)}),
     retrieve=extend_schema(responses={200: s.AgentSerializer, **errors(401, 403, 404)}),
 )
 @extend_schema(tags=["agents"])
@@ -210,7 +212,7 @@ class AgentViewSet(ReadViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(responses={200: s.SessionSerializer(many=True), **READ_ERRORS}),
+    list=extend_schema(responses={200: s.SessionSerializer(many=True), **errors(400, 401, 403)}),
     retrieve=extend_schema(responses={200: s.SessionSerializer, **errors(401, 403, 404)}),
 )
 @extend_schema(tags=["sessions"])
@@ -248,7 +250,7 @@ class SessionViewSet(ReadViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(responses={200: s.WorkflowSerializer(many=True), **READ_ERRORS}),
+    list=extend_schema(responses={200: s.WorkflowSerializer(many=True), **errors(400, 401, 403)}),
     retrieve=extend_schema(responses={200: s.WorkflowDetailSerializer, **errors(401, 403, 404)}),
 )
 @extend_schema(tags=["workflows"])
@@ -278,7 +280,7 @@ def workflow_detail(workflow: Workflow) -> dict:
 
 
 @extend_schema_view(
-    list=extend_schema(responses={200: s.TaskSerializer(many=True), **READ_ERRORS}),
+    list=extend_schema(responses={200: s.TaskSerializer(many=True), **errors(400, 401, 403)}),
     retrieve=extend_schema(responses={200: s.TaskSerializer, **errors(401, 403, 404)}),
 )
 @extend_schema(tags=["tasks"])
@@ -323,15 +325,22 @@ class TaskViewSet(ReadViewSet):
 
 
 class EventQuerySerializer(serializers.Serializer):
-    after = serializers.IntegerField(min_value=0, default=0)
-    session = serializers.IntegerField(min_value=1, required=False)
-    type = serializers.ListField(
-        child=serializers.ChoiceField(choices=CoordinationEvent.Type.choices), required=False, allow_empty=True
+    after = serializers.IntegerField(
+        min_value=0, default=0, help_text="Cursor: return events with a larger id (0 = from the start)."
     )
-    agent = serializers.IntegerField(min_value=1, required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=selectors.EVENT_LIMIT_MAX, default=100)
+    session = serializers.IntegerField(min_value=0, required=False)
+    type = serializers.ListField(
+        child=serializers.ChoiceField(choices=CoordinationEvent.Type.choices),
+        required=False,
+        allow_empty=True,
+        help_text="Event types; repeat the parameter or separate with commas.",
+    )
+    agent = serializers.IntegerField(min_value=0, required=False)
+    since = serializers.DateTimeField(required=False, help_text="created_at >= since")
+    until = serializers.DateTimeField(required=False, help_text="created_at < until")
+    limit = serializers.IntegerField(
+        min_value=1, max_value=selectors.EVENT_LIMIT_MAX, default=100, help_text="Page size."
+    )
 
     def to_internal_value(self, data):
         if hasattr(data, "getlist"):
@@ -345,17 +354,7 @@ class EventQuerySerializer(serializers.Serializer):
 
 class EventListView(APIView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter("after", int, description="Cursor: return events with a larger id (default 0)."),
-            OpenApiParameter("session", int),
-            OpenApiParameter(
-                "type", str, many=True, explode=False, enum=CoordinationEvent.Type.values, description="Event types."
-            ),
-            OpenApiParameter("agent", int),
-            OpenApiParameter("since", OpenApiTypes.DATETIME, description="created_at >= since"),
-            OpenApiParameter("until", OpenApiTypes.DATETIME, description="created_at < until"),
-            OpenApiParameter("limit", int, description=f"Page size, 1..{selectors.EVENT_LIMIT_MAX} (default 100)."),
-        ],
+        parameters=[EventQuerySerializer],
         responses={200: s.EventPageSerializer, **errors(400, 401, 403)},
         tags=["events"],
     )
@@ -384,7 +383,7 @@ class EventListView(APIView):
 
 
 @extend_schema_view(
-    list=extend_schema(responses={200: s.DecisionSerializer(many=True), **READ_ERRORS}),
+    list=extend_schema(responses={200: s.DecisionSerializer(many=True), **errors(400, 401, 403)}),
     retrieve=extend_schema(responses={200: s.DecisionSerializer, **errors(401, 403, 404)}),
 )
 @extend_schema(tags=["decisions"])
