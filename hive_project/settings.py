@@ -173,6 +173,8 @@ SPECTACULAR_SETTINGS = {
         "DecisionStatusEnum": "coordination.models.Decision.Status",
     },
 }
+# Seconds the API may serve the same status/metrics/business-value figures (0 = always recompute).
+HIVE_API_CACHE_SECONDS = env.float("HIVE_API_CACHE_SECONDS", default=2.0)
 
 # --- Agent Hive -----------------------------------------------------------
 HIVE = {

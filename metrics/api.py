@@ -8,9 +8,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from coordination.api import serializers as s
+from coordination.api.cache import cached_read
 from coordination.api.views import WINDOW_PARAMETER, errors, window_param
 
 from . import selectors
+from .models import ValueAssumptions
 
 
 class CoordinationMetricsView(APIView):
@@ -19,8 +21,8 @@ class CoordinationMetricsView(APIView):
     )
     def get(self, request: Request) -> Response:
         """Throughput, success rate, cycle times, handoff latency, rework, utilisation, cost, simulated share."""
-        data = selectors.coordination_metrics(window=window_param(request))
-        return Response(s.MetricsSerializer(data).data)
+        window = window_param(request)
+        return Response(cached_read(f"metrics:{window}", lambda: selectors.coordination_metrics(window=window)))
 
 
 class BusinessValueView(APIView):
@@ -31,5 +33,8 @@ class BusinessValueView(APIView):
     )
     def get(self, request: Request) -> Response:
         """Hours saved, productivity gain, cost and value of the recorded work, with formulas and assumptions."""
-        data = selectors.business_value(window=window_param(request))
-        return Response(s.BusinessValueSerializer(data).data)
+        window = window_param(request)
+        # Keyed by the assumptions' last edit so a change shows at once.
+        edited = ValueAssumptions.objects.values_list("updated_at", flat=True).first()
+        key = f"value:{window}:{edited.timestamp() if edited else 0}"
+        return Response(cached_read(key, lambda: selectors.business_value(window=window)))

@@ -27,6 +27,7 @@ from metrics import selectors as metric_selectors
 
 from . import filters
 from . import serializers as s
+from .cache import cached_read
 from .pagination import HivePagination
 
 ERRORS = {
@@ -77,7 +78,7 @@ class CoordinationStatusView(APIView):
     @extend_schema(responses={200: s.StatusSerializer, **READ_ERRORS}, tags=["coordination"])
     def get(self, request: Request) -> Response:
         """Daemons, sessions, agents, queue depth, open decisions and overall health."""
-        return Response(s.StatusSerializer(selectors.coordination_status()).data)
+        return Response(cached_read("status", selectors.coordination_status))
 
 
 def team_payload(session: Session) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -13,6 +14,14 @@ from coordination.engine import Engine
 def fast_passwords(settings):
     # Hashing is not under test here; the default hasher costs ~0.3 s per user.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_read_cache():
+    # The aggregate reads are cached for a few seconds per process; each test starts cold.
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
