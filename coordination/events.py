@@ -7,13 +7,19 @@ publish failure is logged and clients catch up by replaying from the table.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
+import os
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 from django.db import transaction
 
 from agents.models import Agent
@@ -110,23 +116,106 @@ def event_payload(event: CoordinationEvent) -> dict[str, Any]:
 
 
 def publish(payloads: Iterable[dict[str, Any]]) -> None:
-    """Send committed events to the global group and each session's group, one message per group."""
+    """Send committed events to the global group and each session's group, one message per group.
+
+    Never raises and never blocks longer than EVENT_PUBLISH_TIMEOUT: the table is the
+    source of truth, and every web process's live feed replays from it what the channel
+    layer did not carry. After a failure, publishing pauses for PUBLISH_BACKOFF seconds
+    so a dead Redis does not cost every commit of a busy daemon a timeout.
+    """
     payloads = list(payloads)
-    layer = get_channel_layer()
-    if layer is None or not payloads:
+    if not payloads:
+        return
+    try:
+        layer = get_channel_layer()
+    except Exception:
+        logger.warning("No channel layer; %d events stay in the table for replay", len(payloads), exc_info=True)
+        return
+    if layer is None:
+        return
+    if _backoff.active(layer):
+        logger.debug("Channel layer paused after a failure; %d events left for replay", len(payloads))
         return
     by_session: dict[int, list[dict]] = {}
     for payload in payloads:
         if payload["session"] is not None:
             by_session.setdefault(payload["session"], []).append(payload)
+    timeout = float(getattr(settings, "EVENT_PUBLISH_TIMEOUT", 1.0))
     try:
-        send = async_to_sync(_send_all)
-        send(layer, payloads, by_session)
+        if isinstance(layer, InMemoryChannelLayer):
+            # Its queues belong to the web server's event loop; async_to_sync gets back onto it.
+            async_to_sync(_send_all)(layer, payloads, by_session, timeout)
+        else:
+            _publisher.run(_send_all(layer, payloads, by_session, timeout), timeout=timeout + 0.5)
     except Exception:  # the table is the source of truth; clients replay what they missed
-        logger.warning("Publishing %d events failed; clients will replay them", len(payloads), exc_info=True)
+        _backoff.fail(layer)
+        logger.warning(
+            "Publishing %d events failed; live feeds will deliver them from the table", len(payloads), exc_info=True
+        )
+    else:
+        _backoff.succeed(layer)
 
 
-async def _send_all(layer, payloads: list[dict], by_session: dict[int, list[dict]]) -> None:
-    await layer.group_send(GLOBAL_GROUP, {"type": MESSAGE_TYPE, "events": payloads})
-    for session_id, session_payloads in by_session.items():
-        await layer.group_send(session_group(session_id), {"type": MESSAGE_TYPE, "events": session_payloads})
+async def _send_all(layer, payloads: list[dict], by_session: dict[int, list[dict]], timeout: float) -> None:
+    async def send() -> None:
+        await layer.group_send(GLOBAL_GROUP, {"type": MESSAGE_TYPE, "events": payloads})
+        for session_id, session_payloads in by_session.items():
+            await layer.group_send(session_group(session_id), {"type": MESSAGE_TYPE, "events": session_payloads})
+
+    await asyncio.wait_for(send(), timeout=timeout)
+
+
+class _PublisherLoop:
+    """One event loop thread per process that sends to a networked layer (channels-redis).
+
+    Reusing one loop keeps one Redis connection pool instead of opening a connection per
+    commit; callers still wait (bounded) for their send, so events leave in commit order.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid() or not self._thread.is_alive():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="hive-event-publisher", daemon=True)
+                thread.start()
+                self._loop, self._thread, self._pid = loop, thread, os.getpid()
+            return self._loop
+
+    def run(self, coroutine, *, timeout: float) -> None:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._ensure())
+        try:
+            future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+
+class _Backoff:
+    """Remembers a failed layer for a few seconds (per layer object, so settings overrides reset it)."""
+
+    def __init__(self):
+        self._layer_id = 0
+        self._until = 0.0
+
+    def active(self, layer) -> bool:
+        return self._layer_id == id(layer) and time.monotonic() < self._until
+
+    def fail(self, layer) -> None:
+        self._layer_id, self._until = id(layer), time.monotonic() + PUBLISH_BACKOFF
+
+    def succeed(self, layer) -> None:
+        if self._layer_id == id(layer) and self._until:
+            logger.info("Channel layer reachable again; publishing resumed")
+            self._until = 0.0
+
+
+# Seconds publishing pauses after a failed send (the live feeds' table tail covers the pause).
+PUBLISH_BACKOFF = 5.0
+_publisher = _PublisherLoop()
+_backoff = _Backoff()

@@ -110,6 +110,11 @@ else:
     # In-process only; the console's live feed also tails the event table, so
     # events written by the daemon process still reach browsers (DESIGN: flow of one event).
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Seconds between the live feed's polls of the event table in each web process: the only
+# path from the daemon without Redis; with Redis a safety net that replays what an outage lost.
+LIVEFEED_TAIL_INTERVAL = env.float("HIVE_LIVEFEED_TAIL_INTERVAL", default=2.0 if REDIS_URL else 0.25)
+# Seconds a commit may wait for the channel layer before its events are left to the tail.
+EVENT_PUBLISH_TIMEOUT = env.float("HIVE_EVENT_PUBLISH_TIMEOUT", default=1.0)
 
 # --- Auth, i18n, static ---------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,0 +1,116 @@
+"""The live event stream over WebSockets: `ws/coordination/` and `ws/coordination/sessions/<id>/`.
+
+Protocol (the console codes against it):
+- on connect `{"type": "hello", "last_event_id": N, "after": A | null}`;
+- with `?after=A`: every visible event with id > A, in order, then
+  `{"type": "replay_done", "count": n, "last_event_id": M}`, then live events;
+  without it: live events only;
+- an event message is exactly `events.event_payload` (recognised by its integer `id`);
+- `{"type": "ping", "t": …}` is answered with `{"type": "pong", "t": …}`; anything else
+  gets `{"type": "error", "detail": …}`.
+Close codes: 4401 not authenticated, 4404 unknown session, 4400 bad query.
+
+Ordering, replay and the merge of both live in coordination.livefeed; this module only
+speaks the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from . import livefeed
+from .models import Session
+
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+@database_sync_to_async
+def _session_exists(session_id: int) -> bool:
+    return Session.objects.filter(pk=session_id).exists()
+
+
+class EventStreamConsumer(AsyncJsonWebsocketConsumer):
+    """Streams coordination events to one client: replay after a cursor, then live.
+
+    It has no channel-layer channel of its own: the process's live feed is the one
+    subscriber to the event groups and hands events to every socket, so a hundred sockets
+    cost one Redis message per batch, and a Redis outage cannot break a socket.
+    """
+
+    channel_layer_alias = None
+    stream: livefeed.SocketStream | None = None
+
+    async def connect(self):
+        # Accept first so the client sees the close code (a refused handshake carries none).
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        session_id = await self._session_id()
+        if session_id is False:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
+        after = None
+        if "after" in query:
+            raw = query["after"][0]
+            if not raw.isdigit():
+                await self.send_json({"type": "error", "detail": "after: must be a non-negative integer event id"})
+                await self.close(code=CLOSE_BAD_REQUEST)
+                return
+            after = int(raw)
+
+        self.stream = livefeed.SocketStream(session_id=session_id, send_text=self._send_text)
+        watermark = await livefeed.subscribe(self.stream)
+        newest = await database_sync_to_async(livefeed.newest_event_id)(session=session_id)
+        await self.send_json({"type": "hello", "last_event_id": newest, "after": after})
+        if after is None:
+            await self.stream.go_live(start=max(newest, watermark))
+            return
+        count = await self.stream.replay(after=after, upto=watermark)
+        await self.send_json({"type": "replay_done", "count": count, "last_event_id": self.stream.last_sent_id})
+        await self.stream.go_live()
+
+    async def _session_id(self) -> int | None | bool:
+        """None for the global stream, the id for a session stream, False for an unknown session."""
+        raw = self.scope.get("url_route", {}).get("kwargs", {}).get("session_id")
+        if raw is None:
+            return None
+        if not str(raw).isdigit() or not await _session_exists(int(raw)):
+            return False
+        return int(raw)
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def disconnect(self, code):
+        if self.stream is not None:
+            await livefeed.unsubscribe(self.stream)
+            self.stream = None
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        if text_data is None:
+            await self.send_json({"type": "error", "detail": "messages must be JSON text"})
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.send_json({"type": "error", "detail": "messages must be JSON text"})
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content, **kwargs):
+        if isinstance(content, dict) and content.get("type") == "ping":
+            reply = {"type": "pong"}
+            if "t" in content:
+                reply["t"] = content["t"]
+            await self.send_json(reply)
+            return
+        await self.send_json({"type": "error", "detail": 'unknown message; send {"type": "ping", "t": …}'})

@@ -1,0 +1,51 @@
+"""WebSocket authentication: the browser's session cookie, or a DRF token for other clients.
+
+A token comes as the header `Authorization: Token <key>` or the query `?token=<key>`
+(browsers cannot set headers on a WebSocket). A token that is given but unknown, or
+belongs to an inactive user, makes the socket anonymous — it never falls back to the
+session — and the consumer refuses it.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from channels.middleware import BaseMiddleware
+from django.contrib.auth.models import AnonymousUser
+from rest_framework.authtoken.models import Token
+
+
+def token_from_scope(scope) -> str | None:
+    """The token key the client sent, if any (header first, then query string)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            keyword, _, key = value.decode("latin1").strip().partition(" ")
+            if keyword.lower() == "token" and key.strip():
+                return key.strip()
+    keys = parse_qs(scope.get("query_string", b"").decode("latin1")).get("token")
+    return keys[0] if keys and keys[0] else None
+
+
+@database_sync_to_async
+def user_for_token(key: str):
+    token = Token.objects.select_related("user").filter(key=key).first()
+    if token is None or not token.user.is_active:
+        return AnonymousUser()
+    return token.user
+
+
+class TokenAuthMiddleware(BaseMiddleware):
+    """Replaces the session user with the token's user when the client sends a token."""
+
+    async def __call__(self, scope, receive, send):
+        key = token_from_scope(scope)
+        if key is not None:
+            scope = dict(scope, user=await user_for_token(key))
+        return await super().__call__(scope, receive, send)
+
+
+def HiveAuthMiddlewareStack(inner):
+    """Session cookie authentication, overridden by a token when one is sent (named like Channels' stack)."""
+    return AuthMiddlewareStack(TokenAuthMiddleware(inner))
