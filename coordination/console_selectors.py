@@ -22,6 +22,8 @@ from .models import CoordinationEvent, Decision, Session, Task, TaskAttempt, Wor
 
 E = CoordinationEvent.Type
 ROLE_ORDER = [role.value for role in Agent.Role]
+# Left to right along feature delivery, so most handoffs point forward and hand-backs are short.
+FLOW_ORDER = ["product_manager", "architect", "developer", "reviewer", "tester", "devops"]
 ROLE_LABELS = dict(Agent.Role.choices)
 TIMELINE_ATTEMPT_LIMIT = 2000
 REPLAY_EVENT_LIMIT = 20000
@@ -162,7 +164,8 @@ def collaboration_flow(*, session: Session | int | None = None) -> dict[str, Any
     flight_by_role = Counter(item["role"] for item in in_flight)
 
     width, height = 1000, 420
-    xs = {role: 90 + i * (width - 180) / (len(ROLE_ORDER) - 1) for i, role in enumerate(ROLE_ORDER)}
+    order = FLOW_ORDER + [role for role in ROLE_ORDER if role not in FLOW_ORDER]
+    xs = {role: 90 + i * (width - 180) / (len(order) - 1) for i, role in enumerate(order)}
     y = height / 2
     out_counts: Counter = Counter()
     in_counts: Counter = Counter()
@@ -180,14 +183,14 @@ def collaboration_flow(*, session: Session | int | None = None) -> dict[str, Any
             "handoffs_out": out_counts.get(role, 0),
             "handoffs_in": in_counts.get(role, 0),
         }
-        for role in ROLE_ORDER
+        for role in order
     ]
     top = max(handoffs.values(), default=1)
     edges = []
-    for (source, target), n in sorted(handoffs.items(), key=lambda kv: (ROLE_ORDER.index(kv[0][0]), kv[0][1])):
+    for (source, target), n in sorted(handoffs.items(), key=lambda kv: (xs.get(kv[0][0], 0), kv[0][1])):
         if source not in xs or target not in xs:
             continue
-        kind = _edge_kind(source, target)
+        kind = _edge_kind(xs[source], xs[target])
         edges.append(
             {
                 "source": source,
@@ -211,10 +214,10 @@ def collaboration_flow(*, session: Session | int | None = None) -> dict[str, Any
     }
 
 
-def _edge_kind(source: str, target: str) -> str:
-    if source == target:
+def _edge_kind(x1: float, x2: float) -> str:
+    if x1 == x2:
         return "self"
-    return "forward" if ROLE_ORDER.index(target) > ROLE_ORDER.index(source) else "back"
+    return "forward" if x2 > x1 else "back"
 
 
 def _edge_geometry(x1: float, x2: float, y: float, kind: str) -> dict[str, Any]:
@@ -229,7 +232,8 @@ def _edge_geometry(x1: float, x2: float, y: float, kind: str) -> dict[str, Any]:
     if kind == "forward":
         sy, cy = y - r + 4, y - r - lift
     else:
-        sy, cy = y + r - 4, y + r + lift
+        # below the node's name and agent count
+        sy, cy = y + 84, y + 84 + lift * 0.6
     sx, ex = x1 + (8 if kind == "forward" else -8), x2 - (8 if kind == "forward" else -8)
     mx = (sx + ex) / 2
     path = f"M {sx:.1f} {sy:.1f} Q {mx:.1f} {cy:.1f} {ex:.1f} {sy:.1f}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import PurePath
 
 from django import forms
 
@@ -63,7 +64,11 @@ class SpawnTeamForm(DomainErrorFormMixin, forms.Form):
     field_aliases = {"members": "roles"}
 
     def clean_workspace(self) -> str:
-        return self.cleaned_data["workspace"].strip()
+        value = self.cleaned_data["workspace"].strip()
+        if value and not PurePath(value).is_absolute():
+            # the service says the same; checking here shows it together with the other field errors
+            raise forms.ValidationError("must be an absolute path")
+        return value
 
     def clean_runtime_config(self):
         value = self.cleaned_data.get("runtime_config")

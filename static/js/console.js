@@ -422,7 +422,7 @@
     });
     upsert("success", "chart-success", {
       type: "line",
-      data: { labels: labels, datasets: [{ label: "success %", data: success, borderColor: ok, backgroundColor: ok, spanGaps: true, tension: 0.25, pointRadius: 2 }] },
+      data: { labels: labels, datasets: [{ label: "success %", data: success, borderColor: ok, backgroundColor: ok, spanGaps: true, tension: 0.25, pointRadius: 3 }] },
       options: Object.assign({}, common, { scales: { x: { ticks: { maxTicksLimit: 6 } }, y: { min: 0, max: 100 } } }),
     });
     var roles = data.cost_by_role;

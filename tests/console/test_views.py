@@ -246,21 +246,24 @@ def test_agent_pause_resume_restart(operator_client, crew):
     assert operator_client.post(url("explode")).status_code == 404
 
 
-def test_spawn_form_shows_field_errors_and_writes_nothing(operator_client, db):
+def test_spawn_form_shows_field_errors_and_writes_nothing(operator_client, tmp_path):
     response = operator_client.post(
         reverse("console:spawn"), {"name": "", "workspace": "relative/path", "runtime": "scripted"}
     )
     assert response.status_code == 400
     form = response.context["form"]
-    assert "name" in form.errors and "roles" in form.errors
+    assert set(form.errors) == {"name", "roles", "workspace"}
+    assert form.errors["workspace"] == ["must be an absolute path"]
     assert Session.objects.count() == 0 and Agent.objects.count() == 0
-    # a service-level refusal lands on its field
+    # a refusal from the service lands on its field too
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
     response = operator_client.post(
         reverse("console:spawn"),
-        {"name": "Crew", "workspace": "relative/path", "roles": ["developer"], "runtime": "scripted"},
+        {"name": "Crew", "workspace": str(blocker / "sub"), "roles": ["developer"], "runtime": "scripted"},
     )
     assert response.status_code == 400
-    assert response.context["form"].errors["workspace"] == ["must be an absolute path"]
+    assert response.context["form"].errors["workspace"][0].startswith("cannot create")
     assert Session.objects.count() == 0
 
 
