@@ -218,6 +218,17 @@ def capture(url: str, out: Path, session_id: int) -> list[Path]:
             shots.append(target)
 
         context, page = signed_in({"width": 1440, "height": 900})
+        page.goto("/")
+        page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length > 0", timeout=10_000)
+        paint = page.evaluate(
+            "() => { const p = performance.getEntriesByName('first-contentful-paint')[0];"
+            " const n = performance.getEntriesByType('navigation')[0];"
+            " return {fcp: p ? p.startTime : null, ttfb: n.responseStart, load: n.loadEventEnd}; }"
+        )
+        print(
+            f"overview on localhost: first contentful paint {paint['fcp']:.0f} ms, "
+            f"first byte {paint['ttfb']:.0f} ms, load {paint['load']:.0f} ms"
+        )
         shoot(page, "overview", "/")
         shoot(page, "flow", f"/flow/?session={session_id}")
         shoot(page, "session", f"/sessions/{session_id}/")
