@@ -9,21 +9,23 @@ daemons never deadlock.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, Q, Value, When
+from django.db.models import Case, Count, F, Q, Sum, Value, When
 from django.utils import timezone
 
 from agents.models import Agent
 from agents.runtimes import Outcome, RuntimeResult, TaskContext
 
-from .. import patterns
+from .. import events, patterns
 from ..events import EventDraft, event_record, events_record, participant, participants
 from ..models import CoordinationEvent, CoordinatorInstance, Session, Task, TaskAttempt, Workflow
 from .flow import FlowBatch, batch_flush, decision_draft, move_apply
@@ -49,6 +51,132 @@ class Finished:
     task_id: int
     attempt: int
     result: RuntimeResult
+
+
+# --- Set-based writes -------------------------------------------------------------
+
+
+def bulk_set(model, objs: list, fields: list[str]) -> None:
+    """Write `fields` of many rows in one statement.
+
+    PostgreSQL: one UPDATE … FROM unnest(arrays), one parameter per column
+    whatever the batch size (Django's bulk_update builds a CASE WHEN per row and
+    field, which costs more Python than the database work). Elsewhere
+    bulk_update, which on SQLite runs inside the same IMMEDIATE transaction.
+    """
+    if not objs:
+        return
+    if connection.vendor != "postgresql":
+        model.objects.bulk_update(objs, fields)
+        return
+    meta = model._meta
+    pk = meta.pk
+    columns = [f'"{pk.column}"']
+    casts = [f"%b::{pk.db_type(connection)}[]"]
+    assignments = []
+    params: list[list] = [[obj.pk for obj in objs]]
+    for name in fields:
+        field = meta.get_field(name)
+        column = f'"{field.column}"'
+        columns.append(column)
+        if field.get_internal_type() == "JSONField":
+            params.append([json.dumps(getattr(obj, field.attname), cls=field.encoder) for obj in objs])
+            casts.append("%b::text[]")
+            assignments.append(f"{column} = v.{column}::jsonb")
+        else:
+            params.append([field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in objs])
+            casts.append(f"%b::{field.db_type(connection)}[]")
+            assignments.append(f"{column} = v.{column}")
+    sql = (
+        f'UPDATE "{meta.db_table}" AS t SET {", ".join(assignments)} '
+        f"FROM unnest({', '.join(casts)}) AS v({', '.join(columns)}) "
+        f'WHERE t."{pk.column}" = v."{pk.column}"'
+    )
+    # A server-binding cursor on the same connection (and transaction): arrays travel in binary,
+    # not quoted element by element in Python as Django's client-side binding cursor does.
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params)
+
+
+EVENT_COLUMNS = (
+    ("type", "varchar"),
+    ("message", "varchar"),
+    ("session_id", "bigint"),
+    ("workflow_id", "bigint"),
+    ("task_id", "bigint"),
+    ("agent_id", "bigint"),
+    ("participants", "jsonb"),
+    ("collaboration_data", "jsonb"),
+    ("business_impact", "jsonb"),
+    ("simulated", "boolean"),
+)
+
+
+def events_write(drafts: list[EventDraft], *, now) -> None:
+    """events_record for the hot path: one INSERT … SELECT FROM unnest on PostgreSQL, one publish on commit.
+
+    Writes the same rows and publishes the same payloads (`event_payload`'s shape)
+    without building a model instance per event.
+    """
+    if not drafts:
+        return
+    if connection.vendor != "postgresql":
+        events_record(drafts, now=now)
+        return
+    messages = [d.message[:500] for d in drafts]
+    columns = {
+        "type": [d.type for d in drafts],
+        "message": messages,
+        "session_id": [d.session_id for d in drafts],
+        "workflow_id": [d.workflow_id for d in drafts],
+        "task_id": [d.task_id for d in drafts],
+        "agent_id": [d.agent_id for d in drafts],
+        "participants": [json.dumps(d.participants) for d in drafts],
+        "collaboration_data": [json.dumps(d.collaboration_data) for d in drafts],
+        "business_impact": [json.dumps(d.business_impact) for d in drafts],
+        "simulated": [d.simulated for d in drafts],
+    }
+    names = [name for name, _ in EVENT_COLUMNS]
+    casts = [f"%b::{'text' if kind == 'jsonb' else kind}[]" for _, kind in EVENT_COLUMNS]
+    select = [f"v.{name}::jsonb" if kind == "jsonb" else f"v.{name}" for name, kind in EVENT_COLUMNS]
+    sql = (
+        f'INSERT INTO "{CoordinationEvent._meta.db_table}" ({", ".join(names)}, created_at) '
+        f"SELECT {', '.join(select)}, %b FROM unnest({', '.join(casts)}) WITH ORDINALITY "
+        f"AS v({', '.join(names)}, ord) ORDER BY v.ord RETURNING id"
+    )
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, [now, *columns.values()])
+        ids = sorted(row[0] for row in cursor.fetchall())
+    created = now.isoformat()
+    payloads = [
+        {
+            "id": pk,
+            "type": d.type,
+            "message": message,
+            "session": d.session_id,
+            "workflow": d.workflow_id,
+            "task": d.task_id,
+            "agent": d.agent_id,
+            "participants": d.participants,
+            "context": d.collaboration_data,
+            "businessImpact": d.business_impact,
+            "simulated": d.simulated,
+            "created_at": created,
+        }
+        for pk, d, message in zip(ids, drafts, messages, strict=True)
+    ]
+    transaction.on_commit(lambda: events.publish(payloads))
+
+
+def _flush(batch: FlowBatch, *, now) -> None:
+    """batch_flush, with the workflows written in one set-based statement first."""
+    bulk_set(Workflow, list(batch.workflows.values()), ["status", "state", "completed_at"])
+    batch.workflows.clear()
+    drafts, batch.events = batch.events, []
+    events_write(drafts, now=now)
+    batch_flush(batch, now=now)  # new tasks, decisions and their events
 
 
 # --- Coordinator instances --------------------------------------------------
@@ -182,28 +310,35 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
         Agent.objects.available()
         .filter(session__status=Session.Status.ACTIVE)
         .values_list("session_id", "role")
-        .distinct()
+        .annotate(free=Sum(F("concurrency") - F("active_tasks")))
     )
     if not capacity:
         return []
-    sessions = {s for s, _ in capacity}
-    roles = {r for _, r in capacity}
+    sessions = {s for s, _, _ in capacity}
+    roles = {r for _, r, _ in capacity}
+    wanted = min(limit, sum(free for _, _, free in capacity))
     with transaction.atomic():
+        # Some headroom past what can run, for tasks no free agent can take (role, files).
         candidates = list(
             Task.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=Task.Status.READY, session_id__in=sessions, role__in=roles)
             .exclude(not_before__gt=now)
-            .select_related("workflow", "session")
-            .order_by("-priority", "id")[: limit * 4]
+            .select_related("workflow")
+            .order_by("-priority", "id")[: wanted + min(wanted, 16)]
         )
         if not candidates:
             return []
-        agents = list(
-            Agent.objects.select_for_update(skip_locked=True)
-            .filter(session_id__in={t.session_id for t in candidates})
-            .exclude(status__in=[Agent.Status.OFFLINE, Agent.Status.ERROR])
-            .order_by("id")
-        )
+        session_ids = {t.session_id for t in candidates}
+        session_rows = Session.objects.in_bulk(session_ids)
+        for task in candidates:
+            task.session = session_rows[task.session_id]
+        pairing = any(_is_pair(t) for t in candidates)
+        agents_query = Agent.objects.select_for_update(skip_locked=True).filter(session_id__in=session_ids)
+        if pairing:  # navigators may be of any role and busy
+            agents_query = agents_query.exclude(status__in=[Agent.Status.OFFLINE, Agent.Status.ERROR])
+        else:
+            agents_query = agents_query.available().filter(role__in={t.role for t in candidates})
+        agents = list(agents_query.order_by("id"))
         pool: dict[tuple[int, str], list[Agent]] = defaultdict(list)
         for agent in agents:
             pool[(agent.session_id, agent.role)].append(agent)
@@ -252,9 +387,9 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
                     )
                 )
         if held:
-            Task.objects.bulk_update([t for t, _ in held], ["result"])
+            bulk_set(Task, [t for t, _ in held], ["result"])
         if not claimed:
-            events_record(drafts, now=now)
+            events_write(drafts, now=now)
             return []
 
         attempts = []
@@ -349,7 +484,8 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
                     ),
                 )
             )
-        Task.objects.bulk_update(
+        bulk_set(
+            Task,
             [t for t, _, _ in claimed],
             [
                 "status",
@@ -367,13 +503,13 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
         for agent in touched.values():
             agent.status = Agent.Status.BUSY if agent.status != Agent.Status.PAUSED else agent.status
             agent.heartbeat_at = now
-        Agent.objects.bulk_update(list(touched.values()), ["active_tasks", "status", "heartbeat_at"])
+        bulk_set(Agent, list(touched.values()), ["active_tasks", "status", "heartbeat_at"])
         TaskAttempt.objects.bulk_create(attempts)
         for task, _, navigator in claimed:
             if navigator is not None:
                 task.workflow.state = {**task.workflow.state, "pair": [task.agent_id, navigator.pk]}
                 Workflow.objects.filter(pk=task.workflow_id).update(state=task.workflow.state)
-        events_record(drafts, now=now)
+        events_write(drafts, now=now)
     return claims
 
 
@@ -468,7 +604,7 @@ def task_results_apply(*, instance: CoordinatorInstance, finished: list[Finished
             t.pk: t
             for t in Task.objects.select_for_update(of=("self",))
             .filter(pk__in={f.task_id for f in finished})
-            .select_related("workflow", "session")
+            .select_related("workflow")
             .order_by("id")
         }
         accepted: list[tuple[Task, Finished]] = []
@@ -535,7 +671,8 @@ def task_results_apply(*, instance: CoordinatorInstance, finished: list[Finished
                 task.lease_owner = None
                 task.lease_expires_at = None
         _attempts_close(attempts_close, outcomes=outcomes, now=now)
-        Task.objects.bulk_update(
+        bulk_set(
+            Task,
             [t for t, _ in accepted],
             [
                 "status",
@@ -557,11 +694,12 @@ def task_results_apply(*, instance: CoordinatorInstance, finished: list[Finished
             if agent.active_tasks == 0 and agent.status == Agent.Status.BUSY:
                 agent.status = Agent.Status.IDLE
             agent.heartbeat_at = now
-        Agent.objects.bulk_update(
+        bulk_set(
+            Agent,
             list(agents.values()),
             ["active_tasks", "status", "heartbeat_at", "tasks_completed", "tasks_failed", "success_patterns"],
         )
-        batch_flush(batch, now=now)
+        _flush(batch, now=now)
     return counts
 
 
@@ -698,7 +836,7 @@ def _attempts_close(rows: list[tuple[int, int, str, str]], *, outcomes: dict[int
         attempt.summary = row[3]
         attempt.outcome = outcomes.get(attempt.task_id, "")
         attempt.finished_at = now
-    TaskAttempt.objects.bulk_update(attempts, ["status", "summary", "outcome", "finished_at"])
+    bulk_set(TaskAttempt, attempts, ["status", "summary", "outcome", "finished_at"])
 
 
 # --- Reclaiming and handing back ---------------------------------------------------
@@ -767,7 +905,7 @@ def agents_reclaim_dead(*, now=None, limit: int = 100) -> int:
             agent.active_tasks = min(running.get(agent.pk, 0), agent.concurrency)
             agent.status = Agent.Status.BUSY if agent.active_tasks else Agent.Status.IDLE
             agent.heartbeat_at = now
-        Agent.objects.bulk_update(agents, ["active_tasks", "status", "heartbeat_at"])
+        bulk_set(Agent, agents, ["active_tasks", "status", "heartbeat_at"])
     return len(agents)
 
 
@@ -847,10 +985,10 @@ def _release(*, tasks: list[Task], now, attempt_status: str, reason: str, offlin
             )
         if agent.active_tasks == 0 and agent.status == Agent.Status.BUSY:
             agent.status = Agent.Status.IDLE
-    Task.objects.bulk_update(tasks, ["status", "lease_owner", "lease_expires_at", "handoff_note", "ready_at"])
-    Agent.objects.bulk_update(list(agents.values()), ["active_tasks", "status"])
+    bulk_set(Task, tasks, ["status", "lease_owner", "lease_expires_at", "handoff_note", "ready_at"])
+    bulk_set(Agent, list(agents.values()), ["active_tasks", "status"])
     TaskAttempt.objects.filter(task__in=tasks, status=TaskAttempt.Status.RUNNING).update(
         status=attempt_status, finished_at=now, summary=reason
     )
     batch.events[:0] = drafts
-    batch_flush(batch, now=now)
+    _flush(batch, now=now)
