@@ -36,8 +36,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-# Playwright's sync API keeps an event loop in this thread; the ORM calls between its calls are safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 _SQLITE_DIR = None
 if connections["default"].vendor == "sqlite" and not connections["default"].settings_dict["TEST"].get("NAME"):
@@ -107,7 +105,7 @@ def server_url(chromium_path, django_db_setup, django_db_blocker, tmp_path_facto
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "WARNING",
     }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the server must keep Django's async safety checks
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
         cwd=BASE_DIR,
@@ -140,14 +138,25 @@ def server_url(chromium_path, django_db_setup, django_db_blocker, tmp_path_facto
             proc.wait(timeout=5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path):
+    """Chromium for one test module. Playwright's sync API runs an event loop in this thread until it
+    stops, so it must stop before later modules' asyncio tests; meanwhile the ORM calls between its
+    calls are safe, which DJANGO_ALLOW_ASYNC_UNSAFE tells Django."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
