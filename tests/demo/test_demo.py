@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,8 +33,9 @@ def test_workspace_is_a_git_repository_made_from_the_template(tmp_path):
     assert git_log(repo) == ["Agent Hive demo|Start the shop sample project"]
     clean = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True)
     assert clean.stdout == ""
-    # The sample project's own tests pass as shipped.
-    tests = subprocess.run(["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=repo, check=False)
+    # The sample project's own tests pass as shipped (run as the crew's tester runs them).
+    env = {"PATH": os.environ["PATH"], "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=repo, env=env, check=False)
     assert tests.returncode == 0
 
 
@@ -142,7 +144,7 @@ def test_the_crew_really_works_on_the_repository(db, tmp_path, drive):
     assert all(t.simulated for t in feature.filter(role__in=["developer", "product_manager", "architect"]))
     assert (repo / "releases" / "CURRENT").is_file()
     release = repo / "releases" / (repo / "releases" / "CURRENT").read_text().strip()
-    ran = subprocess.run(["python3", str(release), "apple:120:3"], capture_output=True, text=True, check=True)
+    ran = subprocess.run([sys.executable, str(release), "apple:120:3"], capture_output=True, text=True, check=True)
     assert ran.stdout.strip() == "360"
     authors = {line.split("|")[0] for line in git_log(repo)}
     assert {"dev-grace", "pm-ada", "arch-linus"} <= authors
