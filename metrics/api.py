@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from coordination.api import serializers as s
-from coordination.api.cache import cached_read
+from coordination.api.cache import WINDOW_SCALE, cached_read
 from coordination.api.views import WINDOW_PARAMETER, errors, window_param
 
 from . import selectors
@@ -22,7 +22,10 @@ class CoordinationMetricsView(APIView):
     def get(self, request: Request) -> Response:
         """Throughput, success rate, cycle times, handoff latency, rework, utilisation, cost, simulated share."""
         window = window_param(request)
-        return Response(cached_read(f"metrics:{window}", lambda: selectors.coordination_metrics(window=window)))
+        data = cached_read(
+            f"metrics:{window}", lambda: selectors.coordination_metrics(window=window), scale=WINDOW_SCALE[window]
+        )
+        return Response(data)
 
 
 class BusinessValueView(APIView):
@@ -37,4 +40,4 @@ class BusinessValueView(APIView):
         # Keyed by the assumptions' last edit so a change shows at once.
         edited = ValueAssumptions.objects.values_list("updated_at", flat=True).first()
         key = f"value:{window}:{edited.timestamp() if edited else 0}"
-        return Response(cached_read(key, lambda: selectors.business_value(window=window)))
+        return Response(cached_read(key, lambda: selectors.business_value(window=window), scale=WINDOW_SCALE[window]))
