@@ -182,7 +182,7 @@ async def _clients(port: int, token: str, count: int, ready, results, timeout: f
         outcome = await asyncio.wait_for(asyncio.gather(*(one() for _ in range(count))), timeout=timeout)
     except TimeoutError:
         outcome = None
-    results.put(outcome)
+    results.put((outcome, time.process_time()))
 
 
 # --- Publisher --------------------------------------------------------------------------------
@@ -247,11 +247,13 @@ def main(argv: list[str] | None = None) -> None:
         committed = publish(args.rate, args.duration)
         daphne_cpu = cpu_seconds(daphne.pid) - daphne_cpu
         received: list[list[tuple[int, float]]] = []
+        clients_cpu = 0.0
         for _ in processes:
-            outcome = results.get(timeout=timeout)
+            outcome, cpu = results.get(timeout=timeout)
             if outcome is None:
                 raise SystemExit("clients timed out before the last event arrived")
             received.extend(outcome)
+            clients_cpu += cpu
     finally:
         for proc in processes:
             proc.join(timeout=10)
@@ -283,8 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"daphne CPU while publishing: {daphne_cpu:.1f} s = {daphne_cpu / args.duration * 100:.0f}% of one core, "
-        f"{daphne_cpu / max(1, len(latencies)) * 1e6:.0f} µs per delivered message; load average "
-        f"{os.getloadavg()[0]:.1f}"
+        f"{daphne_cpu / max(1, len(latencies)) * 1e6:.0f} µs per delivered message; clients' CPU "
+        f"{clients_cpu:.1f} s in all; load average {os.getloadavg()[0]:.1f}"
     )
     print(f"lost {lost}, duplicated {duplicated}, out of order {out_of_order}")
     if lost or duplicated or out_of_order:

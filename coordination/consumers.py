@@ -24,6 +24,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import livefeed
 from .models import Session
+from .ws_auth import SERVER_SEND
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
@@ -67,7 +68,9 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
                 return
             after = int(raw)
 
-        self.stream = livefeed.SocketStream(session_id=session_id, send_text=self._send_text)
+        # Event frames go straight to the server (see ws_auth.ServerSendMiddleware); the rest via self.send.
+        server_send = self.scope.get(SERVER_SEND, self.base_send)
+        self.stream = livefeed.SocketStream(session_id=session_id, send=server_send)
         watermark = await livefeed.subscribe(self.stream)
         newest = await database_sync_to_async(livefeed.newest_event_id)(session=session_id)
         await self.send_json({"type": "hello", "last_event_id": newest, "after": after})
@@ -86,9 +89,6 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         if not str(raw).isdigit() or not await _session_exists(int(raw)):
             return False
         return int(raw)
-
-    async def _send_text(self, text: str) -> None:
-        await self.send(text_data=text)
 
     async def disconnect(self, code):
         if self.stream is not None:

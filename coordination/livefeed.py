@@ -65,15 +65,16 @@ def tail_interval() -> float:
 
 @dataclass(frozen=True, slots=True)
 class LiveEvent:
-    """An event as it goes out to sockets: encoded once, whatever the number of sockets."""
+    """An event as it goes out to sockets: one ASGI message built once, whatever the number of sockets."""
 
     id: int
     session: int | None
-    text: str
+    message: dict[str, str]  # {"type": "websocket.send", "text": <the payload as JSON>}
 
 
 def encode(payload: dict[str, Any]) -> LiveEvent:
-    return LiveEvent(id=payload["id"], session=payload["session"], text=json.dumps(payload, cls=DjangoJSONEncoder))
+    text = json.dumps(payload, cls=DjangoJSONEncoder)
+    return LiveEvent(id=payload["id"], session=payload["session"], message={"type": "websocket.send", "text": text})
 
 
 # --- Reads (run in a worker thread via database_sync_to_async) ---------------------------------
@@ -128,9 +129,9 @@ class SocketStream:
     buffered and flushed after the replay, skipping whatever the replay already sent.
     """
 
-    def __init__(self, *, session_id: int | None, send_text: Callable[[str], Awaitable[None]]):
+    def __init__(self, *, session_id: int | None, send: Callable[[dict], Awaitable[None]]):
         self.session_id = session_id
-        self.send_text = send_text
+        self.send = send  # an ASGI send: takes {"type": "websocket.send", "text": …}
         self.last_sent_id = 0
         self.replaying = True
         self.buffer: list[LiveEvent] = []
@@ -145,7 +146,7 @@ class SocketStream:
         for event in events:
             if event.id > self.last_sent_id and self.wants(event):
                 self.last_sent_id = event.id
-                await self.send_text(event.text)
+                await self.send(event.message)
 
     async def replay(self, *, after: int, upto: int) -> int:
         """Send every visible event with after < id ≤ upto, in order, reading BATCH rows at a time."""
@@ -158,7 +159,7 @@ class SocketStream:
             for payload in batch:
                 event = encode(payload)
                 self.last_sent_id = event.id
-                await self.send_text(event.text)
+                await self.send(event.message)
             count += len(batch)
             if len(batch) < BATCH:
                 break
@@ -173,7 +174,7 @@ class SocketStream:
             for event in pending:
                 if event.id > self.last_sent_id:
                     self.last_sent_id = event.id
-                    await self.send_text(event.text)
+                    await self.send(event.message)
         self.replaying = False
 
 

@@ -46,6 +46,21 @@ class TokenAuthMiddleware(BaseMiddleware):
         return await super().__call__(scope, receive, send)
 
 
+SERVER_SEND = "hive.server_send"
+
+
+class ServerSendMiddleware(BaseMiddleware):
+    """Keeps the server's own `send` in the scope, under SERVER_SEND.
+
+    Channels' session middleware wraps `send` to save the session on an HTTP response;
+    it has nothing to do on a WebSocket frame but still costs a lazy session lookup per
+    frame. The event stream sends its many frames through the server's send directly.
+    """
+
+    async def __call__(self, scope, receive, send):
+        return await super().__call__(dict(scope, **{SERVER_SEND: send}), receive, send)
+
+
 def HiveAuthMiddlewareStack(inner):
     """Session cookie authentication, overridden by a token when one is sent (named like Channels' stack)."""
-    return AuthMiddlewareStack(TokenAuthMiddleware(inner))
+    return ServerSendMiddleware(AuthMiddlewareStack(TokenAuthMiddleware(inner)))
