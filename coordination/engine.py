@@ -107,6 +107,7 @@ class Engine:
         self._apply_failures = 0
         self.paused = False
         self.processed = 0
+        self.coalesce_s = 0.002
 
     # --- the tick ------------------------------------------------------------
 
@@ -219,6 +220,9 @@ class Engine:
                 on_tick(report)
             if not report.busy:
                 self.wake.wait(interval)
+                if self.in_flight and not stop.is_set():
+                    # Results come in bursts: let the rest of a burst land so it is applied as one batch.
+                    stop.wait(self.coalesce_s)
 
     def drain(self, *, timeout: float) -> None:
         """Wait for in-flight work to finish and apply it (tests and --once)."""

@@ -84,7 +84,9 @@ def bulk_set(model, objs: list, fields: list[str]) -> None:
             casts.append("%b::text[]")
             assignments.append(f"{column} = v.{column}::jsonb")
         else:
-            params.append([field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in objs])
+            # psycopg adapts these values as they are (what get_db_prep_save returns on PostgreSQL too).
+            attname = field.attname
+            params.append([getattr(obj, attname) for obj in objs])
             casts.append(f"%b::{field.db_type(connection)}[]")
             assignments.append(f"{column} = v.{column}")
     sql = (
@@ -268,12 +270,11 @@ def coordinator_stop(*, instance: CoordinatorInstance, reason: str = "shutdown")
 # --- Claiming -----------------------------------------------------------------
 
 
-def _agent_score(agent: Agent, step: str) -> tuple:
-    """Lower is better: least loaded, then best record on this step, then oldest."""
+def _success_rate(agent: Agent, step: str) -> float:
+    """The agent's record on this step: share of successes, 0.5 when it has none yet."""
     record = agent.success_patterns.get(step, {}) if isinstance(agent.success_patterns, dict) else {}
     done = record.get("ok", 0) + record.get("failed", 0)
-    rate = record.get("ok", 0) / done if done else 0.5
-    return (agent.active_tasks / agent.concurrency, -rate, agent.pk)
+    return record.get("ok", 0) / done if done else 0.5
 
 
 def _files_lock(session_ids: list[int]) -> None:
@@ -324,14 +325,12 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
             .filter(status=Task.Status.READY, session_id__in=sessions, role__in=roles)
             .exclude(not_before__gt=now)
             .select_related("workflow")
+            .annotate(session_workspace=F("session__workspace"), session_goal=F("session__goal"))
             .order_by("-priority", "id")[: wanted + min(wanted, 16)]
         )
         if not candidates:
             return []
         session_ids = {t.session_id for t in candidates}
-        session_rows = Session.objects.in_bulk(session_ids)
-        for task in candidates:
-            task.session = session_rows[task.session_id]
         pairing = any(_is_pair(t) for t in candidates)
         agents_query = Agent.objects.select_for_update(skip_locked=True).filter(session_id__in=session_ids)
         if pairing:  # navigators may be of any role and busy
@@ -353,6 +352,7 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
 
         claimed: list[tuple[Task, Agent, Agent | None]] = []
         held: list[tuple[Task, int]] = []
+        rates: dict[tuple[int, str], float] = {}
         for task in candidates:
             if len(claimed) >= limit:
                 break
@@ -363,7 +363,7 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
                 if blocker is not None:
                     held.append((task, blocker))
                     continue
-            agent = _pick_agent(task=task, pool=pool)
+            agent = _pick_agent(task=task, pool=pool, rates=rates)
             if agent is None:
                 continue
             navigator = _pick_navigator(task=task, driver=agent, agents=agents) if _is_pair(task) else None
@@ -473,12 +473,12 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
                         role=task.role,
                         step=task.step,
                         pattern=task.workflow.pattern,
-                        workspace=task.session.workspace,
+                        workspace=task.session_workspace,
                         files=tuple(task.files),
                         handoff_note=task.handoff_note,
                         round=task.round,
                         pair_partner=navigator.name if navigator else "",
-                        session_goal=task.session.goal,
+                        session_goal=task.session_goal,
                         workflow_title=task.workflow.title,
                         agent_name=agent.name,
                     ),
@@ -518,7 +518,8 @@ def _is_pair(task: Task) -> bool:
     return bool(pattern) and any(s.key == task.step and s.pair for s in pattern.steps)
 
 
-def _pick_agent(*, task: Task, pool: dict) -> Agent | None:
+def _pick_agent(*, task: Task, pool: dict, rates: dict) -> Agent | None:
+    """The best free agent for `task`; `rates` caches success rates for the whole claim."""
     candidates = [
         a for a in pool.get((task.session_id, task.role), ()) if a.status in (Agent.Status.IDLE, Agent.Status.BUSY)
     ]
@@ -536,7 +537,16 @@ def _pick_agent(*, task: Task, pool: dict) -> Agent | None:
         preferred = [a for a in candidates if a.pk == previous_navigator]
         if preferred:
             return preferred[0]
-    return min(candidates, key=lambda a: _agent_score(a, task.step))
+    step_key = task.step
+
+    def score(agent: Agent) -> tuple:
+        # Lower is better: least loaded, then best record on this step, then oldest.
+        rate = rates.get((agent.pk, step_key))
+        if rate is None:
+            rate = rates[(agent.pk, step_key)] = _success_rate(agent, step_key)
+        return (agent.active_tasks / agent.concurrency, -rate, agent.pk)
+
+    return min(candidates, key=score)
 
 
 def _pick_navigator(*, task: Task, driver: Agent, agents: list[Agent]) -> Agent | None:
@@ -824,7 +834,30 @@ def _agent_record(*, agent: Agent, step: str, ok: bool) -> None:
 
 
 def _attempts_close(rows: list[tuple[int, int, str, str]], *, outcomes: dict[int, str], now) -> None:
+    """Close the running attempt of each (task, number) with its status, summary and outcome."""
     if not rows:
+        return
+    if connection.vendor == "postgresql":
+        # One statement, no attempt rows fetched: match on (task, number) straight from arrays.
+        table = TaskAttempt._meta.db_table
+        sql = (
+            f'UPDATE "{table}" AS a SET status = v.status, summary = v.summary, outcome = v.outcome, '
+            "finished_at = %b FROM unnest(%b::bigint[], %b::integer[], %b::text[], %b::text[], %b::text[]) "
+            "AS v(task_id, number, status, summary, outcome) "
+            "WHERE a.task_id = v.task_id AND a.number = v.number AND a.status = %b"
+        )
+        params = [
+            now,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+            [outcomes.get(r[0], "") for r in rows],
+            TaskAttempt.Status.RUNNING.value,
+        ]
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params)
         return
     attempts = list(TaskAttempt.objects.filter(task_id__in=[r[0] for r in rows], status=TaskAttempt.Status.RUNNING))
     wanted = {(r[0], r[1]): r for r in rows}
