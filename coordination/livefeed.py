@@ -23,14 +23,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q
@@ -196,11 +198,15 @@ class LiveFeed:
         self.loop = asyncio.get_running_loop()
         self.ready = self.loop.create_future()
         self.layer = get_channel_layer()
+        self.listen_layer = self.layer
         self.channel: str | None = None
         self.joined_at = 0.0
         self.wake = asyncio.Event()
-        self.lock = asyncio.Lock()
+        self.outbox: list[LiveEvent] = []  # in order, waiting for the deliverer
+        self.outbox_ready = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
+        self.listener: tuple[asyncio.AbstractEventLoop, asyncio.Task] | None = None
+        self.listener_thread: threading.Thread | None = None
 
     # lifecycle
 
@@ -210,21 +216,68 @@ class LiveFeed:
             self.watermark, self.anchored = watermark, watermark > 0
             self._hold(encode(payload) for payload in rows)
             if self.layer is not None:
-                self.channel = await self.layer.new_channel(prefix="livefeed")
+                # A networked layer is received from on a thread with an instance of its own.
+                if not isinstance(self.layer, InMemoryChannelLayer):
+                    self.listen_layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+                self.channel = await self.listen_layer.new_channel(prefix="livefeed")
                 try:
                     await self._join()
                 except Exception:  # Redis down: serve from the table; the listener keeps trying
                     logger.warning("Live feed: channel layer unavailable; serving from the database", exc_info=True)
-            self.tasks = [self.loop.create_task(self._tail(), name="livefeed-tail")]
-            if self.layer is not None:
+            self.tasks = [
+                self.loop.create_task(self._deliver(), name="livefeed-deliver"),
+                self.loop.create_task(self._tail(), name="livefeed-tail"),
+            ]
+            if isinstance(self.layer, InMemoryChannelLayer):
+                # Its queues belong to this loop (publishers reach it through async_to_sync).
                 self.tasks.append(self.loop.create_task(self._listen(), name="livefeed-listen"))
+            elif self.layer is not None:
+                self._listen_in_thread()
             logger.debug("Live feed started at event %d (tail every %.2f s)", self.watermark, self.interval)
             self.ready.set_result(None)
         except BaseException as exc:
             self.ready.set_exception(exc)
             raise
 
+    def _listen_in_thread(self) -> None:
+        """Receive from a networked layer on a loop of its own.
+
+        channels-redis takes several round trips per message; on the server's loop each
+        waits behind the flushing of every socket, which caps how many events a process
+        takes in. On its own thread the listener keeps pace and hands events over. It uses
+        a layer instance of its own, so no lock or buffer is shared between two loops.
+        """
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(self._listen(layer=self.listen_layer, deliver=self._offer_threadsafe))
+
+        def run() -> None:
+            try:
+                loop.run_until_complete(task)
+            except BaseException:  # cancelled on stop, or a bug already logged by _listen
+                pass
+            finally:
+                loop.close()  # channels-redis closes that loop's connections here
+
+        self.listener = (loop, task)
+        self.listener_thread = threading.Thread(target=run, name="livefeed-listener", daemon=True)
+        self.listener_thread.start()
+
+    def _offer_threadsafe(self, events: list[LiveEvent]) -> None:
+        self.loop.call_soon_threadsafe(self.offer, events)
+
+    async def _stop_listener_thread(self) -> None:
+        loop, task = self.listener
+        try:
+            loop.call_soon_threadsafe(task.cancel)
+        except RuntimeError:  # the loop is already closed
+            return
+        await asyncio.to_thread(self.listener_thread.join, 5)
+        if self.listener_thread.is_alive():
+            logger.warning("Live feed listener thread did not stop within 5 s")
+
     async def stop(self) -> None:
+        if self.listener is not None:
+            await self._stop_listener_thread()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -274,23 +327,27 @@ class LiveFeed:
             rows = await database_sync_to_async(_tail_rows)(
                 after=self.watermark, known_from=known[0], known_to=known[1], limit=BATCH
             )
-            await self.offer(encode(payload) for payload in rows)
+            self.offer(encode(payload) for payload in rows)
             if len(rows) < BATCH:
                 if not self.anchored and self.pending:
                     # Every committed row is now held: start just below the oldest one.
                     self.watermark, self.anchored = min(self.pending) - 1, True
                 # Give up on ids missing too long, and deliver what waited behind them.
                 if self.pending:
-                    await self.offer(())
+                    self.offer(())
                 return
 
-    async def _listen(self) -> None:
+    async def _listen(self, *, layer=None, deliver: Callable[[list[LiveEvent]], None] | None = None) -> None:
+        layer = layer or self.layer
+        deliver = deliver or self.offer
         failing = self.joined_at == 0.0
         while True:
             try:
                 if failing:
-                    await self._join()  # Redis may have restarted without our membership
-                message = await self.layer.receive(self.channel)
+                    # Redis may have restarted without our membership.
+                    await layer.group_add(GLOBAL_GROUP, self.channel)
+                    self.joined_at = time.monotonic()
+                message = await layer.receive(self.channel)
                 if failing:
                     logger.info("Live feed: channel layer is back")
                     failing = False
@@ -308,7 +365,7 @@ class LiveFeed:
                 except (KeyError, TypeError, ValueError):
                     logger.warning("Live feed: malformed %s message ignored", MESSAGE_TYPE, exc_info=True)
                     continue
-                await self.offer(events)
+                deliver(events)
 
     # ordering
 
@@ -347,19 +404,30 @@ class LiveFeed:
             self.stuck_since = None
         return ready
 
-    async def offer(self, events: Iterable[LiveEvent]) -> None:
-        """Take events from either source and deliver those that are next in line, in order."""
-        async with self.lock:
-            had_gap = bool(self.pending)
-            self._hold(events)
-            ready = self._advance()
-            if self.pending and not had_gap:
-                self.wake.set()  # a new gap: look in the table now, then every GAP_POLL_INTERVAL
-            if not ready:
-                return
+    def offer(self, events: Iterable[LiveEvent]) -> None:
+        """Take events from either source; those next in line go to the deliverer, in order."""
+        had_gap = bool(self.pending)
+        self._hold(events)
+        ready = self._advance()
+        if self.pending and not had_gap:
+            self.wake.set()  # a new gap: look in the table now, then every GAP_POLL_INTERVAL
+        if ready:
+            self.outbox.extend(ready)
+            self.outbox_ready.set()
+
+    async def _deliver(self) -> None:
+        """Hand queued events to every socket, one pass per batch.
+
+        When sockets are slower than events arrive, what came in during a pass goes out
+        together in the next: a socket then gets several frames per write, not one each.
+        """
+        while True:
+            await self.outbox_ready.wait()
+            self.outbox_ready.clear()
+            batch, self.outbox = self.outbox, []
             for subscriber in list(self.subscribers):
                 try:
-                    await subscriber.deliver(ready)
+                    await subscriber.deliver(batch)
                 except Exception:  # one broken socket must not starve the others
                     logger.warning("Delivering events to a socket failed", exc_info=True)
 
