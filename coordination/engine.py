@@ -108,6 +108,7 @@ class Engine:
         self.paused = False
         self.processed = 0
         self.coalesce_s = 0.002
+        self.last_tick_ms = 0.0
 
     # --- the tick ------------------------------------------------------------
 
@@ -124,11 +125,11 @@ class Engine:
             report.claimed = self._claim()
         report.in_flight = len(self.in_flight)
         report.paused = self.paused
-        report.duration_ms = (time.monotonic() - started) * 1000
+        report.duration_ms = self.last_tick_ms = (time.monotonic() - started) * 1000
         return report
 
     def _housekeeping(self, report: TickReport) -> None:
-        dispatch.coordinator_heartbeat(instance=self.instance, processed=self.processed)
+        dispatch.coordinator_heartbeat(instance=self.instance, processed=self.processed, tick_ms=self.last_tick_ms)
         self.processed = 0
         # Read at most once per housekeeping interval; waffle caches it as well.
         self.paused = waffle.switch_is_active(PAUSED_SWITCH)
@@ -141,7 +142,7 @@ class Engine:
         held = dispatch.tasks_lease_renew(instance=self.instance, task_ids=sorted({k[0] for k in self.in_flight}))
         self._last_renew = time.monotonic()
         for (task_id, attempt), entry in self.in_flight.items():
-            if task_id not in held and entry.result is None and not entry.cancel.is_set():
+            if held.get(task_id) != attempt and entry.result is None and not entry.cancel.is_set():
                 logger.warning("Lost the lease on task %s attempt %s; stopping its runtime", task_id, attempt)
                 entry.cancel.set()
 

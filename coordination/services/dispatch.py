@@ -94,11 +94,21 @@ def bulk_set(model, objs: list, fields: list[str]) -> None:
         f"FROM unnest({', '.join(casts)}) AS v({', '.join(columns)}) "
         f'WHERE t."{pk.column}" = v."{pk.column}"'
     )
-    # A server-binding cursor on the same connection (and transaction): arrays travel in binary,
-    # not quoted element by element in Python as Django's client-side binding cursor does.
+    _execute_binary(sql, params)
+
+
+def _execute_binary(sql: str, params: list, *, fetch: bool = False) -> list[tuple]:
+    """Run `sql` on a server-binding cursor of Django's connection (same transaction).
+
+    Arrays travel in binary instead of being quoted element by element in Python,
+    as Django's client-side binding cursor does. Errors go through Django's
+    wrapper, so they surface as django.db errors and a broken connection is
+    closed by close_old_connections() like any other.
+    """
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params)
+        return cursor.fetchall() if fetch else []
 
 
 EVENT_COLUMNS = (
@@ -147,10 +157,7 @@ def events_write(drafts: list[EventDraft], *, now) -> None:
         f"SELECT {', '.join(select)}, %b FROM unnest({', '.join(casts)}) WITH ORDINALITY "
         f"AS v({', '.join(names)}, ord) ORDER BY v.ord RETURNING id"
     )
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, [now, *columns.values()])
-        ids = sorted(row[0] for row in cursor.fetchall())
+    ids = sorted(row[0] for row in _execute_binary(sql, [now, *columns.values()], fetch=True))
     created = now.isoformat()
     payloads = [
         {
@@ -567,32 +574,32 @@ def _pick_navigator(*, task: Task, driver: Agent, agents: list[Agent]) -> Agent 
 # --- Leases ---------------------------------------------------------------------
 
 
-def tasks_lease_renew(*, instance: CoordinatorInstance, task_ids: list[int], now=None) -> set[int]:
-    """Extend the leases this daemon still holds; returns the ids it still holds.
+def tasks_lease_renew(*, instance: CoordinatorInstance, task_ids: list[int], now=None) -> dict[int, int]:
+    """Extend the leases this daemon still holds; returns {task id: attempt} of what it still holds.
 
     A task missing from the answer was reclaimed (or cancelled) meanwhile: its
     runtime should stop, and its result will be rejected by the fencing check.
     Rows are locked in id order so renewals never deadlock with other writers.
     """
     if not task_ids:
-        return set()
+        return {}
     now = now or timezone.now()
     with transaction.atomic():
         held = list(
             Task.objects.select_for_update(of=("self",))
             .filter(pk__in=task_ids, lease_owner=instance, status=Task.Status.RUNNING)
             .order_by("id")
-            .values_list("pk", "agent_id")
+            .values_list("pk", "agent_id", "attempt")
         )
         if not held:
-            return set()
-        Task.objects.filter(pk__in=[pk for pk, _ in held]).update(
+            return {}
+        Task.objects.filter(pk__in=[pk for pk, _, _ in held]).update(
             lease_expires_at=now + timedelta(seconds=settings.HIVE["LEASE_SECONDS"])
         )
-        agent_ids = sorted({agent_id for _, agent_id in held if agent_id})
+        agent_ids = sorted({agent_id for _, agent_id, _ in held if agent_id})
         locked_agents = Agent.objects.filter(pk__in=agent_ids).select_for_update().order_by("id").values("pk")
         Agent.objects.filter(pk__in=locked_agents).update(heartbeat_at=now)
-    return {pk for pk, _ in held}
+    return {pk: attempt for pk, _, attempt in held}
 
 
 # --- Applying results -------------------------------------------------------------
@@ -855,9 +862,7 @@ def _attempts_close(rows: list[tuple[int, int, str, str]], *, outcomes: dict[int
             [outcomes.get(r[0], "") for r in rows],
             TaskAttempt.Status.RUNNING.value,
         ]
-        connection.ensure_connection()
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, params)
+        _execute_binary(sql, params)
         return
     attempts = list(TaskAttempt.objects.filter(task_id__in=[r[0] for r in rows], status=TaskAttempt.Status.RUNNING))
     wanted = {(r[0], r[1]): r for r in rows}

@@ -161,9 +161,9 @@ def test_lease_renewal_extends_only_the_owners_leases(db, workspace):
     [claim] = d.tasks_claim(instance=owner, limit=1)
     before = Task.objects.get(pk=claim.task_id).lease_expires_at
     later = timezone.now() + timedelta(seconds=20)
-    assert d.tasks_lease_renew(instance=other, task_ids=[claim.task_id], now=later) == set()
+    assert d.tasks_lease_renew(instance=other, task_ids=[claim.task_id], now=later) == {}
     assert Task.objects.get(pk=claim.task_id).lease_expires_at == before
-    assert d.tasks_lease_renew(instance=owner, task_ids=[claim.task_id], now=later) == {claim.task_id}
+    assert d.tasks_lease_renew(instance=owner, task_ids=[claim.task_id], now=later) == {claim.task_id: 1}
     task = Task.objects.get(pk=claim.task_id)
     assert task.lease_expires_at > before
     assert task.agent.heartbeat_at == later

@@ -399,13 +399,17 @@ def test_every_task_of_many_is_assigned_once(workspace, engines):
 
 
 def test_same_engine_running_a_reclaimed_task_again_applies_it_once(workspace, engines):
-    spawn(workspace, member(name="dev-a", duration_s=0.5, concurrency=2))
+    spawn(workspace, member(name="dev-a", duration_s=1.5, concurrency=2))
     submit(Session.objects.get(), "Twice")
     engine = engines(housekeeping_interval=3600)
     engine.tick()
     d.tasks_reclaim_expired(now=timezone.now() + timedelta(hours=1))
     engine.tick()  # claims attempt 2 while attempt 1 still runs here
-    assert sorted(engine.in_flight) == [(Task.objects.get().pk, 1), (Task.objects.get().pk, 2)]
+    task_id = Task.objects.get().pk
+    assert sorted(engine.in_flight) == [(task_id, 1), (task_id, 2)]
+    engine.renew_leases()  # the lease now belongs to attempt 2: only attempt 1 is told to stop
+    assert engine.in_flight[(task_id, 1)].cancel.is_set()
+    assert not engine.in_flight[(task_id, 2)].cancel.is_set()
     engine.drain(timeout=10)
     assert not engine.in_flight
     seen = types()
