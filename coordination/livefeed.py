@@ -207,6 +207,7 @@ class LiveFeed:
         self.tasks: list[asyncio.Task] = []
         self.listener: tuple[asyncio.AbstractEventLoop, asyncio.Task] | None = None
         self.listener_thread: threading.Thread | None = None
+        self.stopping = False
 
     # lifecycle
 
@@ -267,15 +268,17 @@ class LiveFeed:
 
     async def _stop_listener_thread(self) -> None:
         loop, task = self.listener
-        try:
-            loop.call_soon_threadsafe(task.cancel)
-        except RuntimeError:  # the loop is already closed
-            return
-        await asyncio.to_thread(self.listener_thread.join, 5)
+        deadline = time.monotonic() + 5
+        # channels-redis and redis-py may swallow a cancellation mid-command: repeat it until the thread ends.
+        while self.listener_thread.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(RuntimeError):  # the loop is closing: the thread is about to end
+                loop.call_soon_threadsafe(task.cancel)
+            await asyncio.to_thread(self.listener_thread.join, 0.1)
         if self.listener_thread.is_alive():
             logger.warning("Live feed listener thread did not stop within 5 s")
 
     async def stop(self) -> None:
+        self.stopping = True
         if self.listener is not None:
             await self._stop_listener_thread()
         for task in self.tasks:
@@ -341,7 +344,7 @@ class LiveFeed:
         layer = layer or self.layer
         deliver = deliver or self.offer
         failing = self.joined_at == 0.0
-        while True:
+        while not self.stopping:
             try:
                 if failing:
                     # Redis may have restarted without our membership.
@@ -354,6 +357,8 @@ class LiveFeed:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if self.stopping:  # redis-py may turn the cancellation into a TimeoutError
+                    return
                 if not failing:
                     logger.warning("Live feed: channel layer unavailable; serving from the database", exc_info=True)
                 failing = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -26,6 +28,8 @@ def fast_feed(settings):
     if livefeed.running():
         livefeed._feed = None  # do not let one failed test break the next ones
         pytest.fail("a socket was left connected: the live feed is still running")
+    listeners = [thread for thread in threading.enumerate() if thread.name == "livefeed-listener"]
+    assert not listeners, "the live feed stopped but its channel-layer listener thread did not"
 
 
 @pytest.fixture(autouse=True)
