@@ -117,6 +117,15 @@ LIVEFEED_TAIL_INTERVAL = env.float("HIVE_LIVEFEED_TAIL_INTERVAL", default=2.0 if
 # Seconds a commit may wait for the channel layer before its events are left to the tail.
 EVENT_PUBLISH_TIMEOUT = env.float("HIVE_EVENT_PUBLISH_TIMEOUT", default=1.0)
 
+# --- Caches -------------------------------------------------------------------
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Feature switches are read from the database every time: the daemon and the
+    # web processes must see an operator's flip at once, and reads are rare.
+    "switches": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+}
+WAFFLE_CACHE_NAME = "switches"
+
 # --- Auth, i18n, static ---------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
