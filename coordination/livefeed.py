@@ -448,20 +448,22 @@ async def subscribe(stream: SocketStream) -> int:
     """
     global _feed
     loop = asyncio.get_running_loop()
-    if _feed is None or _feed.loop is not loop:
-        _feed = LiveFeed(interval=tail_interval())
-        feed = _feed
-        try:
-            await feed.start()
-        except Exception:
-            if _feed is feed:
-                _feed = None
-            raise
-    else:
-        feed = _feed
-        await asyncio.shield(feed.ready)
-    feed.subscribers.add(stream)
-    return feed.watermark
+    while True:
+        if _feed is None or _feed.loop is not loop:
+            _feed = LiveFeed(interval=tail_interval())
+            feed = _feed
+            try:
+                await feed.start()
+            except Exception:
+                if _feed is feed:
+                    _feed = None
+                raise
+        else:
+            feed = _feed
+            await asyncio.shield(feed.ready)
+        if _feed is feed:  # not stopped by the last socket leaving while this one waited
+            feed.subscribers.add(stream)
+            return feed.watermark
 
 
 async def unsubscribe(stream: SocketStream) -> None:
