@@ -108,6 +108,7 @@ class Engine:
         self.paused = False
         self.processed = 0
         self.coalesce_s = 0.002
+        self.coalesce_max_s = 0.02
         self.last_tick_ms = 0.0
 
     # --- the tick ------------------------------------------------------------
@@ -118,15 +119,56 @@ class Engine:
         if started - self._last_housekeeping >= self.housekeeping_interval:
             self._last_housekeeping = started
             self._housekeeping(report)
-        report.applied = self._apply_results()
-        if self.in_flight and time.monotonic() - self._last_renew >= self.renew_interval:
-            self.renew_leases()
-        if not self.stopping.is_set() and not self.paused:
+        claiming = not self.stopping.is_set() and not self.paused
+        if claiming and not self._apply_failures and self._has_results():
+            # The common busy tick: results applied and new work claimed in one transaction.
+            if self.in_flight and time.monotonic() - self._last_renew >= self.renew_interval:
+                self.renew_leases()
+            combined = self._apply_and_claim()
+            if combined is not None:
+                report.applied, report.claimed = combined
+                claiming = False
+        if not report.applied and not report.claimed:
+            report.applied = self._apply_results()
+            if self.in_flight and time.monotonic() - self._last_renew >= self.renew_interval:
+                self.renew_leases()
+        if claiming:
             report.claimed = self._claim()
         report.in_flight = len(self.in_flight)
         report.paused = self.paused
         report.duration_ms = self.last_tick_ms = (time.monotonic() - started) * 1000
         return report
+
+    def _has_results(self) -> bool:
+        return any(entry.result is not None for entry in self.in_flight.values())
+
+    def _apply_and_claim(self) -> tuple[dict[str, int], int] | None:
+        """Apply finished results and claim in one transaction; None when it failed (nothing was written)."""
+        self._drain_wakeups()
+        done = [(key, entry) for key, entry in self.in_flight.items() if entry.result is not None]
+        finished = [
+            dispatch.Finished(task_id=key[0], attempt=key[1], result=entry.result)  # type: ignore[arg-type]
+            for key, entry in done
+        ]
+        free = self.max_in_flight - len(self.in_flight) + len(done)
+        try:
+            counts, claims = dispatch.tasks_apply_and_claim(instance=self.instance, finished=finished, limit=free)
+        except Exception:
+            # Retried below as two transactions, with the usual handling of a failing batch.
+            logger.warning("Applying results and claiming in one transaction failed", exc_info=True)
+            return None
+        for key, _ in done:
+            self.in_flight.pop(key, None)
+        self.processed += len(done)
+        self._start(claims)
+        return counts, len(claims)
+
+    def _drain_wakeups(self) -> None:
+        while True:
+            try:
+                self.results.get_nowait()
+            except queue.Empty:
+                return
 
     def _housekeeping(self, report: TickReport) -> None:
         dispatch.coordinator_heartbeat(instance=self.instance, processed=self.processed, tick_ms=self.last_tick_ms)
@@ -151,13 +193,16 @@ class Engine:
         if free <= 0:
             return 0
         claims = dispatch.tasks_claim(instance=self.instance, limit=free)
+        self._start(claims)
+        return len(claims)
+
+    def _start(self, claims: list[dispatch.Claim]) -> None:
         for claim in claims:
             entry = InFlight(claim=claim)
             key = (claim.task_id, claim.attempt)
             self.in_flight[key] = entry
             future = self.pool.submit(run_claim, claim, entry.cancel)
             future.add_done_callback(lambda f, key=key: self._done(key, f))
-        return len(claims)
 
     def _done(self, key: tuple[int, int], future: Future) -> None:
         # Runs in the worker thread: hand the result over, never touch the database here.
@@ -169,11 +214,7 @@ class Engine:
 
     def _apply_results(self) -> dict[str, int]:
         """Apply every finished result; a batch that fails stays queued and is retried next tick."""
-        while True:
-            try:
-                self.results.get_nowait()
-            except queue.Empty:
-                break
+        self._drain_wakeups()
         done = [(key, entry) for key, entry in self.in_flight.items() if entry.result is not None]
         if not done:
             return {}
@@ -207,23 +248,49 @@ class Engine:
     # --- the loop ------------------------------------------------------------
 
     def run(self, *, stop: threading.Event, interval: float = 0.5, on_tick=None) -> None:
-        """Tick until `stop` is set; waits on events, never out a sleep."""
+        """Tick until `stop` is set; waits on events, never out a sleep.
+
+        A tick follows at once while results are waiting; otherwise the loop waits for
+        the first result, then lets the rest of the burst land (`coalesce_s` of quiet,
+        at most `coalesce_max_s`) so it is applied as one batch.
+        """
+        last_check = float("-inf")
+        failed = False
         while not stop.is_set():
-            close_old_connections()  # drop connections past CONN_MAX_AGE or broken by an error
+            if failed or time.monotonic() - last_check >= 1.0:
+                # Drop connections past CONN_MAX_AGE or broken by an error. Not every tick:
+                # with health checks on, each call costs a round trip on the next query.
+                close_old_connections()
+                last_check = time.monotonic()
             self.wake.clear()
             try:
                 report = self.tick()
+                failed = False
             except Exception:  # log and live on; the next tick retries
                 logger.exception("Coordinator tick failed")
                 report = TickReport()
+                failed = True
                 stop.wait(interval)
             if on_tick is not None:
                 on_tick(report)
-            if not report.busy:
-                self.wake.wait(interval)
-                if self.in_flight and not stop.is_set():
-                    # Results come in bursts: let the rest of a burst land so it is applied as one batch.
-                    stop.wait(self.coalesce_s)
+            if failed or report.reclaimed or self._has_results():
+                continue
+            if report.claimed and len(self.in_flight) < self.max_in_flight and not self.paused:
+                continue  # there may be more to claim
+            self.wake.wait(interval)
+            if self.in_flight and not stop.is_set():
+                self._coalesce(stop)
+
+    def _coalesce(self, stop: threading.Event) -> None:
+        """Wait while results keep arriving: until all are in, `coalesce_s` passes quietly, or `coalesce_max_s`."""
+        deadline = time.monotonic() + self.coalesce_max_s
+        while not stop.is_set():
+            self.wake.clear()
+            if all(entry.result is not None for entry in self.in_flight.values()):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.wake.wait(min(self.coalesce_s, left)):
+                return
 
     def drain(self, *, timeout: float) -> None:
         """Wait for in-flight work to finish and apply it (tests and --once)."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -176,7 +178,34 @@ def events_write(drafts: list[EventDraft], *, now) -> None:
         }
         for pk, d, message in zip(ids, drafts, messages, strict=True)
     ]
-    transaction.on_commit(lambda: events.publish(payloads))
+    pending = getattr(_publishing, "payloads", None)
+    if pending is not None:
+        pending.extend(payloads)  # published with the rest of the transaction's events
+    else:
+        transaction.on_commit(lambda: events.publish(payloads))
+
+
+_publishing = threading.local()
+
+
+@contextmanager
+def _one_publish():
+    """Collect the events written inside into one publish after commit (one message per group).
+
+    Used inside an atomic block; payloads keep the order they were written in.
+    """
+    outer = getattr(_publishing, "payloads", None)
+    if outer is not None:  # already collecting: the outer block publishes
+        yield
+        return
+    payloads: list[dict] = []
+    _publishing.payloads = payloads
+    try:
+        yield
+    finally:
+        _publishing.payloads = None
+    if payloads:
+        transaction.on_commit(lambda: events.publish(payloads))
 
 
 def _flush(batch: FlowBatch, *, now) -> None:
@@ -185,7 +214,7 @@ def _flush(batch: FlowBatch, *, now) -> None:
     batch.workflows.clear()
     drafts, batch.events = batch.events, []
     events_write(drafts, now=now)
-    batch_flush(batch, now=now)  # new tasks, decisions and their events
+    batch_flush(batch, now=now, record=events_write)  # new tasks, decisions and their events
 
 
 # --- Coordinator instances --------------------------------------------------
@@ -274,6 +303,26 @@ def coordinator_stop(*, instance: CoordinatorInstance, reason: str = "shutdown")
         )
 
 
+# --- One tick's writes ------------------------------------------------------------
+
+
+def tasks_apply_and_claim(
+    *, instance: CoordinatorInstance, finished: list[Finished], limit: int, now=None
+) -> tuple[dict[str, int], list[Claim]]:
+    """task_results_apply, then tasks_claim, in one transaction: one commit and one publish per tick.
+
+    The claim sees the agents the results freed and the tasks they created. Claims
+    never wait on a lock (SKIP LOCKED), so holding the results' locks meanwhile adds
+    no wait to other daemons beyond the shared commit. If anything fails, nothing
+    is written; the caller may retry both separately.
+    """
+    now = now or timezone.now()
+    with transaction.atomic(), _one_publish():
+        counts = task_results_apply(instance=instance, finished=finished, now=now)
+        claims = tasks_claim(instance=instance, limit=limit, now=now)
+    return counts, claims
+
+
 # --- Claiming -----------------------------------------------------------------
 
 
@@ -325,7 +374,7 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
     sessions = {s for s, _, _ in capacity}
     roles = {r for _, r, _ in capacity}
     wanted = min(limit, sum(free for _, _, free in capacity))
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False), _one_publish():
         # Some headroom past what can run, for tasks no free agent can take (role, files).
         candidates = list(
             Task.objects.select_for_update(skip_locked=True, of=("self",))
@@ -616,7 +665,7 @@ def task_results_apply(*, instance: CoordinatorInstance, finished: list[Finished
     if not finished:
         return counts
     now = now or timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False), _one_publish():
         tasks = {
             t.pk: t
             for t in Task.objects.select_for_update(of=("self",))

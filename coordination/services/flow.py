@@ -221,8 +221,11 @@ def _pattern_message(*, step: patterns.Step, task: Task, title: str, outcome: st
     return f"{who} finished {step.key}: {outcome}"
 
 
-def batch_flush(batch: FlowBatch, *, now) -> None:
-    """Write what moves collected: new tasks, decisions, workflows, then the events."""
+def batch_flush(batch: FlowBatch, *, now, record=events_record) -> None:
+    """Write what moves collected: new tasks, decisions, workflows, then the events.
+
+    `record(drafts, now=now)` writes the events (the dispatcher passes its set-based writer).
+    """
     if batch.new_tasks:
         Task.objects.bulk_create(batch.new_tasks)
     if batch.decisions:
@@ -254,4 +257,4 @@ def batch_flush(batch: FlowBatch, *, now) -> None:
             workflow_id__in=batch.cancelled_workflows, status__in=[Task.Status.READY, Task.Status.PENDING]
         ).update(status=Task.Status.CANCELLED, finished_at=now)
 
-    events_record(batch.events, now=now)
+    record(batch.events, now=now)
