@@ -138,28 +138,54 @@ def events_write(drafts: list[EventDraft], *, now) -> None:
     if connection.vendor != "postgresql":
         events_record(drafts, now=now)
         return
+    writes_run([], drafts, now=now)
+
+
+def _events_insert(drafts: list[EventDraft], *, now) -> tuple[str, list, list[str]]:
+    """The INSERT … SELECT FROM unnest of `drafts` (RETURNING id), its parameters and the stored messages."""
     messages = [d.message[:500] for d in drafts]
-    columns = {
-        "type": [d.type for d in drafts],
-        "message": messages,
-        "session_id": [d.session_id for d in drafts],
-        "workflow_id": [d.workflow_id for d in drafts],
-        "task_id": [d.task_id for d in drafts],
-        "agent_id": [d.agent_id for d in drafts],
-        "participants": [json.dumps(d.participants) for d in drafts],
-        "collaboration_data": [json.dumps(d.collaboration_data) for d in drafts],
-        "business_impact": [json.dumps(d.business_impact) for d in drafts],
-        "simulated": [d.simulated for d in drafts],
-    }
-    names = [name for name, _ in EVENT_COLUMNS]
-    casts = [f"%b::{'text' if kind == 'jsonb' else kind}[]" for _, kind in EVENT_COLUMNS]
-    select = [f"v.{name}::jsonb" if kind == "jsonb" else f"v.{name}" for name, kind in EVENT_COLUMNS]
-    sql = (
-        f'INSERT INTO "{CoordinationEvent._meta.db_table}" ({", ".join(names)}, created_at) '
-        f"SELECT {', '.join(select)}, %b FROM unnest({', '.join(casts)}) WITH ORDINALITY "
-        f"AS v({', '.join(names)}, ord) ORDER BY v.ord RETURNING id"
-    )
-    ids = sorted(row[0] for row in _execute_binary(sql, [now, *columns.values()], fetch=True))
+    dumps = json.dumps
+    params = [
+        now,
+        [d.type for d in drafts],
+        messages,
+        [d.session_id for d in drafts],
+        [d.workflow_id for d in drafts],
+        [d.task_id for d in drafts],
+        [d.agent_id for d in drafts],
+        [dumps(d.participants) for d in drafts],
+        [dumps(d.collaboration_data) for d in drafts],
+        [dumps(d.business_impact) for d in drafts],
+        [d.simulated for d in drafts],
+    ]
+    return _EVENTS_SQL, params, messages
+
+
+_EVENT_NAMES = [name for name, _ in EVENT_COLUMNS]
+_EVENT_CASTS = [f"%b::{'text' if kind == 'jsonb' else kind}[]" for _, kind in EVENT_COLUMNS]
+_EVENT_SELECT = [f"v.{name}::jsonb" if kind == "jsonb" else f"v.{name}" for name, kind in EVENT_COLUMNS]
+_EVENTS_SQL = (
+    f'INSERT INTO "{CoordinationEvent._meta.db_table}" ({", ".join(_EVENT_NAMES)}, created_at) '
+    f"SELECT {', '.join(_EVENT_SELECT)}, %b FROM unnest({', '.join(_EVENT_CASTS)}) WITH ORDINALITY "
+    f"AS v({', '.join(_EVENT_NAMES)}, ord) ORDER BY v.ord RETURNING id"
+)
+
+
+def writes_run(writes: list[tuple[str, list]], drafts: list[EventDraft], *, now) -> None:
+    """PostgreSQL: run data-modifying statements and insert `drafts` as events, all in ONE statement.
+
+    Each write becomes a data-modifying CTE of the events INSERT, so a tick's
+    writes cost one round trip. The writes touch distinct rows (PostgreSQL runs
+    every CTE once, on one snapshot). Events are published after commit.
+    """
+    sql, params, messages = _events_insert(drafts, now=now)
+    if writes:
+        ctes = ", ".join(f"w{i} AS ({w_sql})" for i, (w_sql, _) in enumerate(writes))
+        sql = f"WITH {ctes} {sql}"
+        params = [p for _, w_params in writes for p in w_params] + params
+    ids = sorted(row[0] for row in _execute_binary(sql, params, fetch=True))
+    if not drafts:
+        return
     created = now.isoformat()
     payloads = [
         {
@@ -352,49 +378,228 @@ def _files_overlap(a: list, b: list) -> bool:
     return bool(set(a) & set(b))
 
 
+class _WorkflowRow:
+    """What a claim reads of a candidate's workflow (PostgreSQL fast path)."""
+
+    __slots__ = ("pattern", "state", "title")
+
+    def __init__(self, pattern: str, state: dict, title: str):
+        self.pattern, self.state, self.title = pattern, state, title
+
+
+class _TaskRow:
+    """A candidate task read as a plain row (PostgreSQL fast path); attribute names follow Task."""
+
+    __slots__ = (
+        "pk",
+        "session_id",
+        "workflow_id",
+        "role",
+        "step",
+        "files",
+        "result",
+        "title",
+        "description",
+        "handoff_note",
+        "round",
+        "attempt",
+        "workflow",
+        "session_workspace",
+        "session_goal",
+        "status",
+        "agent",
+        "pair_agent",
+        "simulated",
+    )
+
+    def __init__(self, row: tuple):
+        (
+            self.pk,
+            self.session_id,
+            self.workflow_id,
+            self.role,
+            self.step,
+            files,
+            result,
+            self.title,
+            self.description,
+            self.handoff_note,
+            self.round,
+            self.attempt,
+            pattern,
+            state,
+            workflow_title,
+            self.session_workspace,
+            self.session_goal,
+        ) = row
+        self.files = json.loads(files)
+        self.result = json.loads(result)
+        self.workflow = _WorkflowRow(pattern, json.loads(state), workflow_title)
+
+
+class _AgentRow:
+    """An agent read as a plain row (PostgreSQL fast path); attribute names follow Agent."""
+
+    __slots__ = (
+        "pk",
+        "name",
+        "role",
+        "status",
+        "session_id",
+        "runtime",
+        "_runtime_config",
+        "concurrency",
+        "active_tasks",
+        "_success_patterns",
+    )
+
+    def __init__(self, row: tuple):
+        (
+            self.pk,
+            self.name,
+            self.role,
+            self.status,
+            self.session_id,
+            self.runtime,
+            self._runtime_config,
+            self.concurrency,
+            self.active_tasks,
+            self._success_patterns,
+        ) = row
+
+    @property
+    def runtime_config(self) -> dict:
+        return json.loads(self._runtime_config)
+
+    @property
+    def success_patterns(self) -> dict:
+        if isinstance(self._success_patterns, str):
+            self._success_patterns = json.loads(self._success_patterns)
+        return self._success_patterns
+
+
+_T = Task._meta.db_table
+_A = Agent._meta.db_table
+_W = Workflow._meta.db_table
+_S = Session._meta.db_table
+_CANDIDATES_SQL = f"""
+WITH cap AS (
+    SELECT a.session_id, a.role, SUM(a.concurrency - a.active_tasks) AS free
+    FROM "{_A}" a INNER JOIN "{_S}" s ON s.id = a.session_id
+    WHERE a.status = ANY(%b::text[]) AND a.active_tasks < a.concurrency AND s.status = %b
+    GROUP BY a.session_id, a.role
+),
+picked AS (
+    -- The task's own columns only: the sort under the lock carries no workflow or session.
+    SELECT t.id, t.session_id, t.workflow_id, t.role, t.step, t.files::text AS files, t.result::text AS result,
+           t.title, t.description, t.handoff_note, t.round, t.attempt, t.priority
+    FROM "{_T}" t
+    WHERE t.status = %b AND t.session_id IN (SELECT session_id FROM cap) AND t.role IN (SELECT role FROM cap)
+      AND (t.not_before IS NULL OR t.not_before <= %b)
+    ORDER BY t.priority DESC, t.id
+    LIMIT (SELECT LEAST(%b::bigint, f) + LEAST(%b::bigint, f, 16) FROM (SELECT COALESCE(SUM(free), 0) AS f FROM cap) c)
+    FOR UPDATE OF t SKIP LOCKED
+)
+SELECT t.id, t.session_id, t.workflow_id, t.role, t.step, t.files, t.result, t.title,
+       t.description, t.handoff_note, t.round, t.attempt, w.pattern, w.state::text, w.title,
+       s.workspace, s.goal
+FROM picked t INNER JOIN "{_W}" w ON w.id = t.workflow_id INNER JOIN "{_S}" s ON s.id = t.session_id
+ORDER BY t.priority DESC, t.id
+"""
+_AGENT_COLUMNS = (
+    "id, name, role, status, session_id, runtime, runtime_config::text, concurrency, active_tasks, "
+    "success_patterns::text"
+)
+
+
+def _pg_candidates(*, limit: int, now) -> list[_TaskRow]:
+    """Capacity, candidates, their workflows and sessions in one statement; candidates locked SKIP LOCKED.
+
+    The same rows the ORM path reads: ready tasks of sessions and roles with a
+    free agent, not backing off, best first, `wanted` plus some headroom.
+    """
+    rows = _execute_binary(
+        _CANDIDATES_SQL,
+        [
+            [Agent.Status.IDLE.value, Agent.Status.BUSY.value],
+            Session.Status.ACTIVE.value,
+            Task.Status.READY.value,
+            now,
+            limit,
+            limit,
+        ],
+        fetch=True,
+    )
+    return [_TaskRow(row) for row in rows]
+
+
+def _pg_agents(*, session_ids: set[int], roles: set[str] | None) -> list[_AgentRow]:
+    """Lock the agents a claim may use (SKIP LOCKED, id order): free ones of `roles`, or any working one."""
+    if roles is None:  # navigators may be of any role and busy
+        where = "session_id = ANY(%b::bigint[]) AND NOT (status = ANY(%b::text[]))"
+        params = [list(session_ids), [Agent.Status.OFFLINE.value, Agent.Status.ERROR.value]]
+    else:
+        where = (
+            "session_id = ANY(%b::bigint[]) AND status = ANY(%b::text[]) AND active_tasks < concurrency "
+            "AND role = ANY(%b::text[])"
+        )
+        params = [list(session_ids), [Agent.Status.IDLE.value, Agent.Status.BUSY.value], list(roles)]
+    sql = f'SELECT {_AGENT_COLUMNS} FROM "{_A}" WHERE {where} ORDER BY id FOR UPDATE SKIP LOCKED'
+    return [_AgentRow(row) for row in _execute_binary(sql, params, fetch=True)]
+
+
 def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[Claim]:
     """Lease up to `limit` ready tasks to matching idle agents, in one transaction.
 
     Ready rows are locked with SKIP LOCKED so several daemons share the queue
-    without ever assigning a task twice.
+    without ever assigning a task twice. On PostgreSQL candidates and agents are
+    read as plain rows and every write of the claim is one statement.
     """
     if limit <= 0:
         return []
     now = now or timezone.now()
     lease = timedelta(seconds=settings.HIVE["LEASE_SECONDS"])
-    # Where is there capacity? A plain read; rows are locked below.
-    capacity = list(
-        Agent.objects.available()
-        .filter(session__status=Session.Status.ACTIVE)
-        .values_list("session_id", "role")
-        .annotate(free=Sum(F("concurrency") - F("active_tasks")))
-    )
-    if not capacity:
-        return []
-    sessions = {s for s, _, _ in capacity}
-    roles = {r for _, r, _ in capacity}
-    wanted = min(limit, sum(free for _, _, free in capacity))
-    with transaction.atomic(savepoint=False), _one_publish():
-        # Some headroom past what can run, for tasks no free agent can take (role, files).
-        candidates = list(
-            Task.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=Task.Status.READY, session_id__in=sessions, role__in=roles)
-            .exclude(not_before__gt=now)
-            .select_related("workflow")
-            .annotate(session_workspace=F("session__workspace"), session_goal=F("session__goal"))
-            .order_by("-priority", "id")[: wanted + min(wanted, 16)]
+    fast = connection.vendor == "postgresql"
+    if not fast:
+        # Where is there capacity? A plain read; rows are locked below.
+        capacity = list(
+            Agent.objects.available()
+            .filter(session__status=Session.Status.ACTIVE)
+            .values_list("session_id", "role")
+            .annotate(free=Sum(F("concurrency") - F("active_tasks")))
         )
+        if not capacity:
+            return []
+        sessions = {s for s, _, _ in capacity}
+        roles = {r for _, r, _ in capacity}
+        wanted = min(limit, sum(free for _, _, free in capacity))
+    with transaction.atomic(savepoint=False), _one_publish():
+        if fast:
+            candidates = _pg_candidates(limit=limit, now=now)
+        else:
+            # Some headroom past what can run, for tasks no free agent can take (role, files).
+            candidates = list(
+                Task.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(status=Task.Status.READY, session_id__in=sessions, role__in=roles)
+                .exclude(not_before__gt=now)
+                .select_related("workflow")
+                .annotate(session_workspace=F("session__workspace"), session_goal=F("session__goal"))
+                .order_by("-priority", "id")[: wanted + min(wanted, 16)]
+            )
         if not candidates:
             return []
         session_ids = {t.session_id for t in candidates}
         pairing = any(_is_pair(t) for t in candidates)
-        agents_query = Agent.objects.select_for_update(skip_locked=True).filter(session_id__in=session_ids)
-        if pairing:  # navigators may be of any role and busy
-            agents_query = agents_query.exclude(status__in=[Agent.Status.OFFLINE, Agent.Status.ERROR])
+        if fast:
+            agents = _pg_agents(session_ids=session_ids, roles=None if pairing else {t.role for t in candidates})
         else:
-            agents_query = agents_query.available().filter(role__in={t.role for t in candidates})
-        agents = list(agents_query.order_by("id"))
-        pool: dict[tuple[int, str], list[Agent]] = defaultdict(list)
+            agents_query = Agent.objects.select_for_update(skip_locked=True).filter(session_id__in=session_ids)
+            if pairing:  # navigators may be of any role and busy
+                agents_query = agents_query.exclude(status__in=[Agent.Status.OFFLINE, Agent.Status.ERROR])
+            else:
+                agents_query = agents_query.available().filter(role__in={t.role for t in candidates})
+            agents = list(agents_query.order_by("id"))
+        pool: dict[tuple[int, str], list] = defaultdict(list)
         for agent in agents:
             pool[(agent.session_id, agent.role)].append(agent)
         busy_files: dict[int, list[tuple[int, list]]] = defaultdict(list)
@@ -406,8 +611,8 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
                 if files:
                     busy_files[session_id].append((task_id, files))
 
-        claimed: list[tuple[Task, Agent, Agent | None]] = []
-        held: list[tuple[Task, int]] = []
+        claimed: list[tuple] = []
+        held: list[tuple] = []
         rates: dict[tuple[int, str], float] = {}
         for task in candidates:
             if len(claimed) >= limit:
@@ -442,13 +647,15 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
                         collaboration_data={"files": task.files, "blocked_by_task": blocker},
                     )
                 )
-        if held:
+        if held and not fast:
             bulk_set(Task, [t for t, _ in held], ["result"])
         if not claimed:
-            events_write(drafts, now=now)
+            if fast:
+                writes_run(_held_writes(held), drafts, now=now)
+            else:
+                events_write(drafts, now=now)
             return []
 
-        attempts = []
         claims = []
         for task, agent, navigator in claimed:
             if task.result.get("held_by"):
@@ -467,13 +674,11 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
             task.agent = agent
             task.pair_agent = navigator
             task.attempt += 1
-            task.lease_owner = instance
-            task.lease_expires_at = now + lease
-            task.started_at = now
             task.simulated = agent.runtime == Agent.Runtime.SCRIPTED
-            attempts.append(
-                TaskAttempt(task=task, number=task.attempt, agent=agent, coordinator=instance, started_at=now)
-            )
+            workflow = task.workflow
+            agent_part = participant(agent)
+            navigator_part = participant(navigator)
+            both = [agent_part, navigator_part] if navigator is not None and navigator.pk != agent.pk else [agent_part]
             drafts.append(
                 EventDraft(
                     type=E.TASK_ASSIGNED,
@@ -483,13 +688,13 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
                     workflow_id=task.workflow_id,
                     task_id=task.pk,
                     agent_id=agent.pk,
-                    participants=participants(agent, navigator),
+                    participants=both,
                     collaboration_data={
-                        "pattern": task.workflow.pattern,
+                        "pattern": workflow.pattern,
                         "step": task.step,
                         "round": task.round,
                         "attempt": task.attempt,
-                        "navigator": participant(navigator),
+                        "navigator": navigator_part,
                     },
                     simulated=task.simulated,
                 )
@@ -499,7 +704,7 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
                     EventDraft(
                         type=E.PAIR_PROGRAMMING,
                         message=f"{agent.name} drives, {navigator.name} navigates "
-                        f"on “{task.workflow.title}” (round {task.round})",
+                        f"on “{workflow.title}” (round {task.round})",
                         session_id=task.session_id,
                         workflow_id=task.workflow_id,
                         task_id=task.pk,
@@ -514,6 +719,7 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
                         simulated=task.simulated,
                     )
                 )
+                workflow.state = {**workflow.state, "pair": [agent.pk, navigator.pk]}
             claims.append(
                 Claim(
                     task_id=task.pk,
@@ -528,18 +734,29 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
                         description=task.description,
                         role=task.role,
                         step=task.step,
-                        pattern=task.workflow.pattern,
+                        pattern=workflow.pattern,
                         workspace=task.session_workspace,
                         files=tuple(task.files),
                         handoff_note=task.handoff_note,
                         round=task.round,
                         pair_partner=navigator.name if navigator else "",
                         session_goal=task.session_goal,
-                        workflow_title=task.workflow.title,
+                        workflow_title=workflow.title,
                         agent_name=agent.name,
                     ),
                 )
             )
+        touched = {a.pk: a for _, a, _ in claimed}
+        for agent in touched.values():
+            agent.status = Agent.Status.BUSY if agent.status != Agent.Status.PAUSED else agent.status
+        if fast:
+            writes = _held_writes(held) + _claim_writes(claimed, touched, instance=instance, now=now, lease=lease)
+            writes_run(writes, drafts, now=now)
+            return claims
+        for task, _, _ in claimed:
+            task.lease_owner = instance
+            task.lease_expires_at = now + lease
+            task.started_at = now
         bulk_set(
             Task,
             [t for t, _, _ in claimed],
@@ -555,18 +772,89 @@ def tasks_claim(*, instance: CoordinatorInstance, limit: int, now=None) -> list[
                 "result",
             ],
         )
-        touched = {a.pk: a for _, a, _ in claimed}
         for agent in touched.values():
-            agent.status = Agent.Status.BUSY if agent.status != Agent.Status.PAUSED else agent.status
             agent.heartbeat_at = now
         bulk_set(Agent, list(touched.values()), ["active_tasks", "status", "heartbeat_at"])
-        TaskAttempt.objects.bulk_create(attempts)
+        TaskAttempt.objects.bulk_create(
+            [
+                TaskAttempt(task=task, number=task.attempt, agent=agent, coordinator=instance, started_at=now)
+                for task, agent, _ in claimed
+            ]
+        )
         for task, _, navigator in claimed:
             if navigator is not None:
-                task.workflow.state = {**task.workflow.state, "pair": [task.agent_id, navigator.pk]}
                 Workflow.objects.filter(pk=task.workflow_id).update(state=task.workflow.state)
         events_write(drafts, now=now)
     return claims
+
+
+def _held_writes(held: list[tuple]) -> list[tuple[str, list]]:
+    """The write recording which task holds the files of each waiting task (PostgreSQL)."""
+    if not held:
+        return []
+    sql = (
+        f'UPDATE "{_T}" AS t SET result = v.result::jsonb FROM unnest(%b::bigint[], %b::text[]) AS v(id, result) '
+        "WHERE t.id = v.id"
+    )
+    return [(sql, [[t.pk for t, _ in held], [json.dumps(t.result) for t, _ in held]])]
+
+
+def _claim_writes(claimed: list[tuple], touched: dict, *, instance, now, lease) -> list[tuple[str, list]]:
+    """A claim's writes on PostgreSQL: tasks leased, agents' load, attempts opened, pair rotation."""
+    tasks_sql = (
+        f'UPDATE "{_T}" AS t SET status = %b, agent_id = v.agent_id, pair_agent_id = v.pair_agent_id, '
+        "attempt = v.attempt, lease_owner_id = %b, lease_expires_at = %b, started_at = %b, simulated = v.simulated, "
+        "result = v.result::jsonb "
+        "FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::integer[], %b::boolean[], %b::text[]) "
+        "AS v(id, agent_id, pair_agent_id, attempt, simulated, result) WHERE t.id = v.id"
+    )
+    tasks_params = [
+        Task.Status.RUNNING.value,
+        instance.pk,
+        now + lease,
+        now,
+        [t.pk for t, _, _ in claimed],
+        [a.pk for _, a, _ in claimed],
+        [n.pk if n is not None else None for _, _, n in claimed],
+        [t.attempt for t, _, _ in claimed],
+        [t.simulated for t, _, _ in claimed],
+        [json.dumps(t.result) for t, _, _ in claimed],
+    ]
+    agents_sql = (
+        f'UPDATE "{_A}" AS a SET active_tasks = v.active_tasks, status = v.status, heartbeat_at = %b '
+        "FROM unnest(%b::bigint[], %b::integer[], %b::text[]) AS v(id, active_tasks, status) WHERE a.id = v.id"
+    )
+    agents_params = [
+        now,
+        list(touched),
+        [a.active_tasks for a in touched.values()],
+        [str(a.status) for a in touched.values()],
+    ]
+    attempts_sql = (
+        f'INSERT INTO "{TaskAttempt._meta.db_table}" '
+        "(task_id, number, agent_id, coordinator_id, status, outcome, summary, started_at, finished_at) "
+        "SELECT v.task_id, v.number, v.agent_id, %b, %b, '', '', %b, NULL "
+        "FROM unnest(%b::bigint[], %b::integer[], %b::bigint[]) AS v(task_id, number, agent_id)"
+    )
+    attempts_params = [
+        instance.pk,
+        TaskAttempt.Status.RUNNING.value,
+        now,
+        [t.pk for t, _, _ in claimed],
+        [t.attempt for t, _, _ in claimed],
+        [a.pk for _, a, _ in claimed],
+    ]
+    writes = [(tasks_sql, tasks_params), (agents_sql, agents_params), (attempts_sql, attempts_params)]
+    pairs = {t.workflow_id: t.workflow.state for t, _, n in claimed if n is not None}
+    if pairs:
+        writes.append(
+            (
+                f'UPDATE "{_W}" AS w SET state = v.state::jsonb FROM unnest(%b::bigint[], %b::text[]) AS v(id, state) '
+                "WHERE w.id = v.id",
+                [list(pairs), [json.dumps(state) for state in pairs.values()]],
+            )
+        )
+    return writes
 
 
 def _is_pair(task: Task) -> bool:
