@@ -71,6 +71,11 @@ def bulk_set(model, objs: list, fields: list[str]) -> None:
     if connection.vendor != "postgresql":
         model.objects.bulk_update(objs, fields)
         return
+    _execute_binary(*_bulk_set_sql(model, objs, fields))
+
+
+def _bulk_set_sql(model, objs: list, fields: list[str]) -> tuple[str, list]:
+    """bulk_set's UPDATE … FROM unnest statement and its parameters (PostgreSQL)."""
     meta = model._meta
     pk = meta.pk
     columns = [f'"{pk.column}"']
@@ -96,20 +101,21 @@ def bulk_set(model, objs: list, fields: list[str]) -> None:
         f"FROM unnest({', '.join(casts)}) AS v({', '.join(columns)}) "
         f'WHERE t."{pk.column}" = v."{pk.column}"'
     )
-    _execute_binary(sql, params)
+    return sql, params
 
 
-def _execute_binary(sql: str, params: list, *, fetch: bool = False) -> list[tuple]:
+def _execute_binary(sql: str, params: list, *, fetch: bool = False, binary: bool = False) -> list[tuple]:
     """Run `sql` on a server-binding cursor of Django's connection (same transaction).
 
     Arrays travel in binary instead of being quoted element by element in Python,
     as Django's client-side binding cursor does. Errors go through Django's
     wrapper, so they surface as django.db errors and a broken connection is
-    closed by close_old_connections() like any other.
+    closed by close_old_connections() like any other. With `binary`, results come
+    in binary too (timestamps, numbers and jsonb decoded without text parsing).
     """
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, params, binary=binary)
         return cursor.fetchall() if fetch else []
 
 
@@ -234,12 +240,24 @@ def _one_publish():
         transaction.on_commit(lambda: events.publish(payloads))
 
 
-def _flush(batch: FlowBatch, *, now) -> None:
-    """batch_flush, with the workflows written in one set-based statement first."""
-    bulk_set(Workflow, list(batch.workflows.values()), ["status", "state", "completed_at"])
+def _flush(batch: FlowBatch, *, now, writes: list[tuple[str, list]] | None = None) -> None:
+    """batch_flush, with the workflows written in one set-based statement first.
+
+    On PostgreSQL `writes` (other UPDATEs of the same transaction), the workflows
+    and the events so far are one statement; new tasks and decisions follow.
+    """
+    workflows = list(batch.workflows.values())
     batch.workflows.clear()
     drafts, batch.events = batch.events, []
-    events_write(drafts, now=now)
+    if connection.vendor == "postgresql":
+        writes = list(writes or [])
+        if workflows:
+            writes.append(_bulk_set_sql(Workflow, workflows, ["status", "state", "completed_at"]))
+        writes_run(writes, drafts, now=now)
+    else:
+        assert not writes, "extra writes are PostgreSQL statements"
+        bulk_set(Workflow, workflows, ["status", "state", "completed_at"])
+        events_write(drafts, now=now)
     batch_flush(batch, now=now, record=events_write)  # new tasks, decisions and their events
 
 
@@ -954,13 +972,17 @@ def task_results_apply(*, instance: CoordinatorInstance, finished: list[Finished
         return counts
     now = now or timezone.now()
     with transaction.atomic(savepoint=False), _one_publish():
-        tasks = {
-            t.pk: t
-            for t in Task.objects.select_for_update(of=("self",))
-            .filter(pk__in={f.task_id for f in finished})
-            .select_related("workflow")
-            .order_by("id")
-        }
+        fast = connection.vendor == "postgresql"
+        if fast:
+            tasks = _pg_tasks_for_results(sorted({f.task_id for f in finished}))
+        else:
+            tasks = {
+                t.pk: t
+                for t in Task.objects.select_for_update(of=("self",))
+                .filter(pk__in={f.task_id for f in finished})
+                .select_related("workflow")
+                .order_by("id")
+            }
         accepted: list[tuple[Task, Finished]] = []
         rejected: list[tuple[Task, Finished]] = []
         accepted_ids: set[int] = set()
@@ -981,7 +1003,10 @@ def task_results_apply(*, instance: CoordinatorInstance, finished: list[Finished
         agent_ids = {t.agent_id for t, _ in accepted if t.agent_id} | {
             t.pair_agent_id for t, _ in accepted if t.pair_agent_id
         }
-        agents = {a.pk: a for a in Agent.objects.select_for_update().filter(pk__in=agent_ids).order_by("id")}
+        if fast:
+            agents = _pg_models(Agent, "id = ANY(%b::bigint[]) ORDER BY id FOR UPDATE", [sorted(agent_ids)])
+        else:
+            agents = {a.pk: a for a in Agent.objects.select_for_update().filter(pk__in=agent_ids).order_by("id")}
         batch = FlowBatch()
         for task, item in rejected:
             counts["rejected"] += 1
@@ -1024,37 +1049,80 @@ def task_results_apply(*, instance: CoordinatorInstance, finished: list[Finished
             if task.status != Task.Status.RUNNING:
                 task.lease_owner = None
                 task.lease_expires_at = None
-        _attempts_close(attempts_close, outcomes=outcomes, now=now)
-        bulk_set(
-            Task,
-            [t for t, _ in accepted],
-            [
-                "status",
-                "outcome",
-                "result",
-                "error",
-                "finished_at",
-                "tokens_in",
-                "tokens_out",
-                "cost_usd",
-                "lease_owner",
-                "lease_expires_at",
-                "not_before",
-                "ready_at",
-                "simulated",
-            ],
-        )
+        task_fields = [
+            "status",
+            "outcome",
+            "result",
+            "error",
+            "finished_at",
+            "tokens_in",
+            "tokens_out",
+            "cost_usd",
+            "lease_owner",
+            "lease_expires_at",
+            "not_before",
+            "ready_at",
+            "simulated",
+        ]
         for agent in agents.values():
             if agent.active_tasks == 0 and agent.status == Agent.Status.BUSY:
                 agent.status = Agent.Status.IDLE
             agent.heartbeat_at = now
-        bulk_set(
-            Agent,
-            list(agents.values()),
-            ["active_tasks", "status", "heartbeat_at", "tasks_completed", "tasks_failed", "success_patterns"],
-        )
+        agent_fields = ["active_tasks", "status", "heartbeat_at", "tasks_completed", "tasks_failed", "success_patterns"]
+        if connection.vendor == "postgresql":
+            # Attempts, tasks, agents, workflows and events: one statement.
+            writes = []
+            if attempts_close:
+                writes.append(_attempts_close_sql(attempts_close, outcomes=outcomes, now=now))
+            if accepted:
+                writes.append(_bulk_set_sql(Task, [t for t, _ in accepted], task_fields))
+            if agents:
+                writes.append(_bulk_set_sql(Agent, list(agents.values()), agent_fields))
+            _flush(batch, now=now, writes=writes)
+            return counts
+        _attempts_close(attempts_close, outcomes=outcomes, now=now)
+        bulk_set(Task, [t for t, _ in accepted], task_fields)
+        bulk_set(Agent, list(agents.values()), agent_fields)
         _flush(batch, now=now)
     return counts
+
+
+def _columns(model, prefix: str = "") -> str:
+    return ", ".join(prefix + '"' + f.column + '"' for f in model._meta.concrete_fields)
+
+
+def _pg_models(model, where: str, params: list) -> dict:
+    """Model instances of `model` from one binary-result query (PostgreSQL): {pk: instance}.
+
+    The same instances the ORM builds, without its compile step and text parsing
+    (every field of these models is one psycopg decodes to what Django returns).
+    """
+    names = [f.attname for f in model._meta.concrete_fields]
+    sql = f'SELECT {_columns(model)} FROM "{model._meta.db_table}" WHERE {where}'
+    alias = connection.alias
+    objs = [model.from_db(alias, names, row) for row in _execute_binary(sql, params, fetch=True, binary=True)]
+    return {obj.pk: obj for obj in objs}
+
+
+def _pg_tasks_for_results(task_ids: list[int]) -> dict[int, Task]:
+    """The tasks of `task_ids`, locked in id order, each with its workflow (PostgreSQL, binary results)."""
+    task_fields = Task._meta.concrete_fields
+    workflow_fields = Workflow._meta.concrete_fields
+    sql = (
+        f"SELECT {_columns(Task, 't.')}, {_columns(Workflow, 'w.')} "
+        f'FROM "{_T}" t INNER JOIN "{_W}" w ON w.id = t.workflow_id '
+        "WHERE t.id = ANY(%b::bigint[]) ORDER BY t.id FOR UPDATE OF t"
+    )
+    task_names = [f.attname for f in task_fields]
+    workflow_names = [f.attname for f in workflow_fields]
+    n = len(task_names)
+    alias = connection.alias
+    tasks = {}
+    for row in _execute_binary(sql, [task_ids], fetch=True, binary=True):
+        task = Task.from_db(alias, task_names, row[:n])
+        task.workflow = Workflow.from_db(alias, workflow_names, row[n:])
+        tasks[task.pk] = task
+    return tasks
 
 
 def _record_result(*, task: Task, result: RuntimeResult, now) -> None:
@@ -1177,29 +1245,33 @@ def _agent_record(*, agent: Agent, step: str, ok: bool) -> None:
         agent.tasks_failed += 1
 
 
+def _attempts_close_sql(rows: list[tuple[int, int, str, str]], *, outcomes: dict[int, str], now) -> tuple[str, list]:
+    """PostgreSQL: close attempts matched on (task, number) straight from arrays, no rows fetched."""
+    table = TaskAttempt._meta.db_table
+    sql = (
+        f'UPDATE "{table}" AS a SET status = v.status, summary = v.summary, outcome = v.outcome, '
+        "finished_at = %b FROM unnest(%b::bigint[], %b::integer[], %b::text[], %b::text[], %b::text[]) "
+        "AS v(task_id, number, status, summary, outcome) "
+        "WHERE a.task_id = v.task_id AND a.number = v.number AND a.status = %b"
+    )
+    params = [
+        now,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [outcomes.get(r[0], "") for r in rows],
+        TaskAttempt.Status.RUNNING.value,
+    ]
+    return sql, params
+
+
 def _attempts_close(rows: list[tuple[int, int, str, str]], *, outcomes: dict[int, str], now) -> None:
     """Close the running attempt of each (task, number) with its status, summary and outcome."""
     if not rows:
         return
     if connection.vendor == "postgresql":
-        # One statement, no attempt rows fetched: match on (task, number) straight from arrays.
-        table = TaskAttempt._meta.db_table
-        sql = (
-            f'UPDATE "{table}" AS a SET status = v.status, summary = v.summary, outcome = v.outcome, '
-            "finished_at = %b FROM unnest(%b::bigint[], %b::integer[], %b::text[], %b::text[], %b::text[]) "
-            "AS v(task_id, number, status, summary, outcome) "
-            "WHERE a.task_id = v.task_id AND a.number = v.number AND a.status = %b"
-        )
-        params = [
-            now,
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-            [r[3] for r in rows],
-            [outcomes.get(r[0], "") for r in rows],
-            TaskAttempt.Status.RUNNING.value,
-        ]
-        _execute_binary(sql, params)
+        _execute_binary(*_attempts_close_sql(rows, outcomes=outcomes, now=now))
         return
     attempts = list(TaskAttempt.objects.filter(task_id__in=[r[0] for r in rows], status=TaskAttempt.Status.RUNNING))
     wanted = {(r[0], r[1]): r for r in rows}
