@@ -6,11 +6,16 @@ or a DRF token (coordination.ws_auth); the consumer refuses anonymous ones (4401
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hive_project.settings")
-# Build the Django app first so models are ready before consumers import them.
-django_asgi_app = get_asgi_application()
+# Set Django up first so models are ready before consumers import them.
+django.setup(set_prefix=False)
+
+from hive_project.http_bridge import SyncHTTPBridge  # noqa: E402
+
+# One thread hop per HTTP request instead of one per middleware hook (see http_bridge).
+django_http_app = SyncHTTPBridge(threads=int(os.environ.get("HIVE_HTTP_THREADS", "8")))
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
@@ -20,7 +25,7 @@ from coordination.ws_auth import HiveAuthMiddlewareStack  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": django_http_app,
         "websocket": AllowedHostsOriginValidator(HiveAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

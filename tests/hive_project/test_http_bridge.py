@@ -1,0 +1,75 @@
+"""The ASGI application serves Django's HTTP stack through the one-hop bridge."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from channels.testing import HttpCommunicator
+from rest_framework.authtoken.models import Token
+
+from coordination.models import Workflow
+from hive_project.asgi import application
+from hive_project.http_bridge import environ
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def call(method: str, path: str, *, body: bytes = b"", headers: list | None = None) -> dict:
+    communicator = HttpCommunicator(application, method, path, body=body, headers=headers or [])
+    return await communicator.get_response(timeout=10)
+
+
+async def test_liveness_over_asgi():
+    response = await call("GET", "/healthz")
+    assert response["status"] == 200
+    assert json.loads(response["body"]) == {"status": "ok"}
+    assert (b"content-type", b"application/json") in response["headers"]
+
+
+async def test_anonymous_api_read_is_refused():
+    response = await call("GET", "/api/coordination/status")
+    assert response["status"] == 401
+
+
+def test_token_post_with_a_json_body_and_query_string_reaches_the_view(crew, operator):
+    from asgiref.sync import async_to_sync
+
+    token = Token.objects.create(user=operator)
+    body = json.dumps({"session": crew.pk, "title": "Bridge work", "pattern": "code_review_cycle"}).encode()
+    headers = [
+        (b"authorization", f"Token {token.key}".encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"host", b"testserver"),
+    ]
+    response = async_to_sync(call)("POST", "/api/tasks", body=body, headers=headers)
+    assert response["status"] == 201, response["body"][:500]
+    assert Workflow.objects.filter(title="Bridge work", session=crew).exists()
+
+    listing = async_to_sync(call)(
+        "GET", "/api/tasks", headers=[(b"authorization", f"Token {token.key}".encode()), (b"host", b"testserver")]
+    )
+    assert listing["status"] == 200
+    assert "Bridge work" in listing["body"].decode()
+
+
+def test_environ_maps_scope_to_wsgi():
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/ü",
+        "query_string": b"window=24h",
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.2", 5555),
+        "headers": [(b"content-type", b"text/plain"), (b"x-tag", b"a"), (b"x-tag", b"b")],
+    }
+    env = environ(scope, b"hello")
+    assert env["PATH_INFO"] == "/api/ü".encode().decode("latin1")
+    assert env["QUERY_STRING"] == "window=24h"
+    assert env["CONTENT_TYPE"] == "text/plain"
+    assert env["HTTP_X_TAG"] == "a,b"
+    assert env["REMOTE_ADDR"] == "127.0.0.2"
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "8000")
+    assert env["wsgi.input"].read() == b"hello"
