@@ -99,6 +99,19 @@ def reset_tables() -> None:
         cursor.execute(f"TRUNCATE {', '.join(t for t in tables if t in existing)} RESTART IDENTITY CASCADE")
 
 
+def backend_cpu_seconds() -> float | None:
+    """CPU time of this process's PostgreSQL backend, when the server runs on this machine (Linux)."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     ensure_database(args.database_url)
@@ -149,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
             stop.set()
 
     profiler = cProfile.Profile() if args.profile else None
+    db_cpu_started = backend_cpu_seconds()
+    load_started = os.getloadavg()[0]
     started = time.perf_counter()
     cpu_started = time.process_time()
     if profiler:
@@ -158,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
         profiler.disable()
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
+    db_cpu_finished = backend_cpu_seconds()
+    load_finished = os.getloadavg()[0]
     engine.shutdown(grace=5, reason="benchmark finished")
 
     last_event = CoordinationEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
@@ -192,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
         f"({event_count} events, {event_count / total_tasks:.1f} per task); "
         f"daemon CPU {cpu:.2f} s = {total_tasks / cpu:,.0f} tasks per CPU-second"
     )
+    if db_cpu_started is not None and db_cpu_finished is not None:
+        print(f"the daemon's PostgreSQL backend used {db_cpu_finished - db_cpu_started:.2f} s of CPU meanwhile")
+    print(f"load average (1 min) {load_started:.2f} at the start, {load_finished:.2f} at the end")
     if profiler:
         profiler.dump_stats(args.profile)
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
