@@ -416,3 +416,72 @@ def test_same_engine_running_a_reclaimed_task_again_applies_it_once(workspace, e
     assert seen.count("task_completed") == 1 and seen.count("task_result_rejected") == 1
     assert Task.objects.get().status == Task.Status.COMPLETED
     assert_counters_match_running_tasks()
+
+
+def wait_for_results(engine: Engine, n: int) -> None:
+    deadline = time.monotonic() + 15
+    while sum(entry.result is not None for entry in engine.in_flight.values()) < n:
+        assert time.monotonic() < deadline, "runtimes did not finish"
+        engine.wake.wait(0.1)
+        engine.wake.clear()
+
+
+def test_a_busy_tick_applies_and_claims_in_one_transaction_and_one_publish(
+    workspace, engines, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+
+    from coordination import events
+
+    session = spawn(workspace, member(name="dev-a"))
+    workflow = submit(session, "Two steps", pattern="task_handoff")
+    engine = engines(housekeeping_interval=3600)
+    assert engine.tick().claimed == 1
+    wait_for_results(engine, 1)
+    published: list[list[dict]] = []
+    monkeypatch.setattr(events, "publish", lambda payloads: published.append(list(payloads)))
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        report = engine.tick()
+    # The first step's result is applied and the step it handed over to is claimed, in the same tick.
+    assert report.applied["completed"] == 1 and report.claimed == 1
+    [second] = engine.in_flight
+    assert Task.objects.get(pk=second[0]).step != Task.objects.filter(workflow=workflow).order_by("id")[0].step
+    sent = [event["type"] for batch in published for event in batch]
+    assert sent == types(id__gt=0)[-len(sent) :]  # in the order they were written
+    assert {"task_completed", "task_handoff", "task_assigned"} <= set(sent)
+    if connection.vendor == "postgresql":
+        assert len(callbacks) == 1 and len(published) == 1  # one message per group for the whole tick
+    engine.drain(timeout=15)
+    workflow.refresh_from_db()
+    assert workflow.status == Workflow.Status.COMPLETED
+    assert_counters_match_running_tasks()
+
+
+def test_a_failing_claim_in_the_combined_tick_loses_no_result(workspace, engines, monkeypatch):
+    session = spawn(workspace, member(name="dev-a"))
+    workflow = submit(session, "Two steps", pattern="task_handoff")
+    engine = engines(housekeeping_interval=3600)
+    engine.tick()
+    wait_for_results(engine, 1)
+    real_claim = d.tasks_claim
+    calls = []
+
+    def claim_failing_once(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise RuntimeError("claim broke")
+        return real_claim(**kwargs)
+
+    monkeypatch.setattr(d, "tasks_claim", claim_failing_once)
+    report = engine.tick()
+    # The combined transaction rolled back as a whole; the result was applied and the claim retried apart.
+    assert report.applied["completed"] == 1 and report.claimed == 1
+    assert len(calls) == 2
+    first = Task.objects.filter(workflow=workflow).order_by("id")[0]
+    assert first.status == Task.Status.COMPLETED
+    assert types(task=first).count("task_completed") == 1
+    assert TaskAttempt.objects.filter(task=first, status="succeeded").count() == 1
+    engine.drain(timeout=15)
+    workflow.refresh_from_db()
+    assert workflow.status == Workflow.Status.COMPLETED
+    assert_counters_match_running_tasks()
