@@ -243,3 +243,24 @@ def test_start_script_runs_the_crew_until_a_workflow_completes_and_stops_cleanly
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 9)  # nothing should be left; never leak into other tests
         log.close()
+
+
+def test_tools_the_demo_crew_runs_are_runtime_requirements():
+    """start.sh installs requirements.txt only: every module the crew runs must be there."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    team = json.loads((root / "coordination/demo/team.json").read_text())
+    modules = {m["runtime_config"]["argv"][2] for m in team["members"] if m["runtime_config"]["argv"][1:2] == ["-m"]}
+    scripts = "\n".join(p.read_text() for p in (root / "coordination/demo").glob("*.py"))
+    modules |= set(re.findall(r'"-m",\s*"([a-z_]+)"', scripts))
+    modules -= {"zipapp", "venv", "pip"}  # the standard library and pip come with Python
+    required = {
+        re.split(r"[<>=\[ ]", line, maxsplit=1)[0].lower().replace("-", "_")
+        for line in (root / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert modules, "the demo crew runs no Python module? the test lost its target"
+    assert modules <= required, f"not in requirements.txt: {sorted(modules - required)}"
