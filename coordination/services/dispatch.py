@@ -500,28 +500,27 @@ _T = Task._meta.db_table
 _A = Agent._meta.db_table
 _W = Workflow._meta.db_table
 _S = Session._meta.db_table
-_CANDIDATES_SQL = f"""
-WITH cap AS (
-    SELECT a.session_id, a.role, SUM(a.concurrency - a.active_tasks) AS free
-    FROM "{_A}" a INNER JOIN "{_S}" s ON s.id = a.session_id
-    WHERE a.status = ANY(%b::text[]) AND a.active_tasks < a.concurrency AND s.status = %b
-    GROUP BY a.session_id, a.role
-),
-picked AS (
+_CAPACITY_SQL = f"""
+SELECT a.session_id, a.role, SUM(a.concurrency - a.active_tasks)
+FROM "{_A}" a INNER JOIN "{_S}" s ON s.id = a.session_id
+WHERE a.status = ANY(%b::text[]) AND a.active_tasks < a.concurrency AND s.status = %b
+GROUP BY a.session_id, a.role
+"""
+_CANDIDATES_SQL = """
+WITH picked AS (
     -- The task's own columns only: the sort under the lock carries no workflow or session.
     SELECT t.id, t.session_id, t.workflow_id, t.role, t.step, t.files::text AS files, t.result::text AS result,
            t.title, t.description, t.handoff_note, t.round, t.attempt, t.priority
-    FROM "{_T}" t
-    WHERE t.status = %b AND t.session_id IN (SELECT session_id FROM cap) AND t.role IN (SELECT role FROM cap)
-      AND (t.not_before IS NULL OR t.not_before <= %b)
+    FROM "{task}" t
+    WHERE t.status = %b AND {where} AND (t.not_before IS NULL OR t.not_before <= %b)
     ORDER BY t.priority DESC, t.id
-    LIMIT (SELECT LEAST(%b::bigint, f) + LEAST(%b::bigint, f, 16) FROM (SELECT COALESCE(SUM(free), 0) AS f FROM cap) c)
+    LIMIT %b
     FOR UPDATE OF t SKIP LOCKED
 )
 SELECT t.id, t.session_id, t.workflow_id, t.role, t.step, t.files, t.result, t.title,
        t.description, t.handoff_note, t.round, t.attempt, w.pattern, w.state::text, w.title,
        s.workspace, s.goal
-FROM picked t INNER JOIN "{_W}" w ON w.id = t.workflow_id INNER JOIN "{_S}" s ON s.id = t.session_id
+FROM picked t INNER JOIN "{workflow}" w ON w.id = t.workflow_id INNER JOIN "{session}" s ON s.id = t.session_id
 ORDER BY t.priority DESC, t.id
 """
 _AGENT_COLUMNS = (
@@ -531,23 +530,31 @@ _AGENT_COLUMNS = (
 
 
 def _pg_candidates(*, limit: int, now) -> list[_TaskRow]:
-    """Capacity, candidates, their workflows and sessions in one statement; candidates locked SKIP LOCKED.
+    """The ORM path's reads as plain rows: capacity, then candidates locked SKIP LOCKED with their workflows.
 
-    The same rows the ORM path reads: ready tasks of sessions and roles with a
-    free agent, not backing off, best first, `wanted` plus some headroom.
+    Ready tasks of sessions and roles with a free agent, not backing off, best
+    first, `wanted` plus some headroom. A single session or role is matched with
+    `=`, so the usual claim walks task_claim_idx in order and stops at the limit
+    instead of sorting every ready task.
     """
-    rows = _execute_binary(
-        _CANDIDATES_SQL,
-        [
-            [Agent.Status.IDLE.value, Agent.Status.BUSY.value],
-            Session.Status.ACTIVE.value,
-            Task.Status.READY.value,
-            now,
-            limit,
-            limit,
-        ],
-        fetch=True,
+    capacity = _execute_binary(
+        _CAPACITY_SQL, [[Agent.Status.IDLE.value, Agent.Status.BUSY.value], Session.Status.ACTIVE.value], fetch=True
     )
+    if not capacity:
+        return []
+    sessions = sorted({s for s, _, _ in capacity})
+    roles = sorted({r for _, r, _ in capacity})
+    wanted = min(limit, sum(free for _, _, free in capacity))
+    where, params = [], []
+    for column, values, kind in (("session_id", sessions, "bigint"), ("role", roles, "text")):
+        if len(values) == 1:
+            where.append(f"t.{column} = %b")
+            params.append(values[0])
+        else:
+            where.append(f"t.{column} = ANY(%b::{kind}[])")
+            params.append(values)
+    sql = _CANDIDATES_SQL.format(task=_T, workflow=_W, session=_S, where=" AND ".join(where))
+    rows = _execute_binary(sql, [Task.Status.READY.value, *params, now, wanted + min(wanted, 16)], fetch=True)
     return [_TaskRow(row) for row in rows]
 
 
