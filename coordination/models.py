@@ -125,7 +125,10 @@ class Task(models.Model):
     files = models.JSONField(default=list, blank=True)
     round = models.PositiveSmallIntegerField(default=1)
     handoff_note = models.TextField(blank=True)
-    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
+    # Indexed by task_agent_idx (agent, -finished_at), which serves the foreign key too.
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks", db_index=False
+    )
     pair_agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="paired_tasks")
     # Fencing token: a result is applied only if it carries the current attempt.
     attempt = models.PositiveIntegerField(default=0)
@@ -250,10 +253,16 @@ class CoordinationEvent(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     type = models.CharField(max_length=40, choices=Type.choices)
-    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    # No single-column indexes where a composite cursor index leads with the column:
+    # every event insert maintains each index, and the dispatcher writes thousands a second.
+    session = models.ForeignKey(
+        Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
+    )
     workflow = models.ForeignKey(Workflow, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
     task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
-    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
+    )
     # [{"id": 3, "name": "dev-1", "role": "developer"}, …] as they were at the time.
     participants = models.JSONField(default=list, blank=True)
     message = models.CharField(max_length=500, blank=True)
