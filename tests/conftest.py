@@ -40,12 +40,12 @@ def viewer(db):
     return User.objects.create_user("viewer", password="viewer-pass-123")
 
 
-def run_until_quiet(engine, *, max_ticks: int = 300) -> None:
+def run_until_quiet(engine, *, max_ticks: int = 300, drain_timeout: float = 10) -> None:
     """Tick the engine until no work is claimed, applied or in flight."""
     quiet = 0
     for _ in range(max_ticks):
         report = engine.tick()
-        engine.drain(timeout=10)
+        engine.drain(timeout=drain_timeout)
         quiet = 0 if (report.busy or engine.in_flight) else quiet + 1
         if quiet >= 2:
             return

@@ -21,6 +21,7 @@ from coordination.engine import Engine
 from coordination.models import CoordinationEvent, CoordinatorInstance, Decision, Session, Task, TaskAttempt, Workflow
 from coordination.services import MemberSpec, WorkSpec, agent_pause, agent_resume, team_spawn, work_submit
 from coordination.services import dispatch as d
+from tests import conftest
 from tests.coordination.test_dispatch import assert_counters_match_running_tasks, member
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,14 +45,7 @@ def engines(db):
 
 
 def run_until_quiet(engine: Engine, *, max_ticks: int = 200) -> None:
-    quiet = 0
-    for _ in range(max_ticks):
-        report = engine.tick()
-        engine.drain(timeout=15)
-        quiet = 0 if (report.busy or engine.in_flight) else quiet + 1
-        if quiet >= 2:
-            return
-    raise AssertionError(f"engine still busy after {max_ticks} ticks")
+    conftest.run_until_quiet(engine, max_ticks=max_ticks, drain_timeout=15)
 
 
 def types(**filters) -> list[str]:
