@@ -11,6 +11,7 @@ Responses are buffered: the console and API send small, complete bodies.
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +22,18 @@ from django.core.handlers.wsgi import WSGIHandler
 class SyncHTTPBridge:
     def __init__(self, *, threads: int = 8):
         self.handler = WSGIHandler()
+        self.threads = threads
         # Each worker thread keeps its own database connection (CONN_MAX_AGE).
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hive-http")
+        self.executor = self._new_executor()
+
+    def _new_executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="hive-http")
+
+    def close(self) -> None:
+        """End the worker threads (and so their database connections); later requests start new ones."""
+        old, self.executor = self.executor, self._new_executor()
+        old.shutdown(wait=True)
+        gc.collect()  # connections of finished threads close when collected
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":

@@ -15,6 +15,13 @@ from hive_project.http_bridge import environ
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def close_bridge_threads():
+    """The bridge's worker threads keep database connections; end them so the test database can be dropped."""
+    yield
+    application.application_mapping["http"].close()
+
+
 async def call(method: str, path: str, *, body: bytes = b"", headers: list | None = None) -> dict:
     communicator = HttpCommunicator(application, method, path, body=body, headers=headers or [])
     return await communicator.get_response(timeout=10)
