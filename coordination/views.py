@@ -33,6 +33,7 @@ from .exceptions import ConflictError, DomainError
 from .forms import AGENT_ACTIONS, AgentActionForm, DecisionAnswerForm, SpawnTeamForm, SubmitWorkForm
 from .models import CoordinationEvent, Decision, Session
 from .permissions import is_operator
+from .services.work import DEFAULT_RUNTIME_CONFIG
 
 WINDOW_CHOICES = [("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("all", "All time")]
 DEFAULT_WINDOW = "24h"
@@ -328,15 +329,13 @@ def spawn_team(request):
         form = SpawnTeamForm(request.POST)
         if form.is_valid():
             data = form.cleaned_data
+            config = dict(data["runtime_config"])
+            if data["runtime"] == "scripted" and not config:
+                config = dict(DEFAULT_RUNTIME_CONFIG)  # paced so a person can follow the crew
             members = [
-                services.MemberSpec(role=role, runtime=data["runtime"], runtime_config=dict(data["runtime_config"]))
+                services.MemberSpec(role=role, runtime=data["runtime"], runtime_config=dict(config))
                 for role in data["roles"]
             ]
-            if data["runtime"] == "scripted" and not data["runtime_config"]:
-                members = [
-                    services.MemberSpec(role=m.role, runtime=m.runtime, runtime_config={"duration_s": [1.0, 3.0]})
-                    for m in members
-                ]
             try:
                 session = services.team_spawn(
                     name=data["name"],
