@@ -7,11 +7,15 @@ service (coordination/services.py) together with its CoordinationEvent.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from agents.models import Agent
+
+# Links back to where outside work came from: web pages only (never javascript: or file:).
+http_url = URLValidator(schemes=["http", "https"])
 
 
 class Session(models.Model):
@@ -69,6 +73,8 @@ class Workflow(models.Model):
     state = models.JSONField(default=dict, blank=True)
     human_interventions = models.PositiveIntegerField(default=0)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # Where the work came from (a GitHub issue, a ticket), when it arrived through an intake.
+    source_url = models.CharField(max_length=500, blank=True, validators=[http_url])
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -215,10 +221,26 @@ class TaskAttempt(models.Model):
         return f"{self.task_id}#{self.number}"
 
 
+class CoordinationEventQuerySet(models.QuerySet):
+    def delete(self):
+        raise ValueError("Coordination events are append-only; old ones are removed by `manage.py prune_events`")
+
+    def prune(self, *, ids: list[int]) -> int:
+        """Delete these events: the one sanctioned deletion (retention), explicit by id.
+
+        Called only by coordination.services.retention, in the transaction that moves the
+        replay horizon (EventPrune.pruned_through_id) past them.
+        """
+        deleted, _ = models.QuerySet.delete(self.filter(id__in=ids))
+        return deleted
+
+
 class CoordinationEvent(models.Model):
     """Append-only record of every change of coordination state.
 
-    The id increases monotonically and is the replay cursor for clients.
+    The id increases monotonically and is the replay cursor for clients. Rows leave
+    the table only through retention (`prune_events`), oldest ids first, so "every id up
+    to the horizon is gone, every id above it is kept" holds at all times.
     """
 
     class Type(models.TextChoices):
@@ -250,6 +272,10 @@ class CoordinationEvent(models.Model):
         CONFLICT_RESOLVED = "conflict_resolved", "Conflict resolved"
         DECISION_REQUESTED = "decision_requested", "Decision requested"
         DECISION_ANSWERED = "decision_answered", "Decision answered"
+        INTAKE_WORK_CREATED = "intake_work_created", "Work arrived from an intake"
+        INTAKE_COMMAND = "intake_command", "Intake command applied"
+        INTAKE_RECEIVED = "intake_received", "Intake delivery received"
+        EVENTS_PRUNED = "events_pruned", "Old events pruned"
 
     id = models.BigAutoField(primary_key=True)
     type = models.CharField(max_length=40, choices=Type.choices)
@@ -270,6 +296,8 @@ class CoordinationEvent(models.Model):
     business_impact = models.JSONField(default=dict, blank=True)
     simulated = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = CoordinationEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -294,6 +322,55 @@ class CoordinationEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Coordination events are append-only")
+
+
+class EventPrune(models.Model):
+    """One run of event retention: the audit of what was removed, and the replay horizon.
+
+    Every event with id <= the largest `pruned_through_id` is gone; a client whose
+    replay cursor is below it has missed events and is told so. A run holds a lease
+    while it works, so one prune runs at a time across commands and daemons.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        ABANDONED = "abandoned", "Abandoned (its lease ran out)"
+
+    class Trigger(models.TextChoices):
+        COMMAND = "command", "prune_events command"
+        DAEMON = "daemon", "Daily run by a coordinator daemon"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    owner = models.CharField(max_length=200, help_text="host:pid (and daemon) that ran the prune.")
+    older_than = models.DurationField()
+    cutoff = models.DateTimeField(help_text="Events created before this are removed, oldest id first.")
+    # Every event id up to this one is gone (0 until the first batch commits).
+    pruned_through_id = models.BigIntegerField(default=0)
+    deleted = models.PositiveBigIntegerField(default=0)
+    archive = models.CharField(max_length=500, blank=True, help_text="gzip JSON-lines file of the removed events.")
+    error = models.TextField(blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            # Replay cursors: the horizon is the largest pruned_through_id.
+            models.Index(fields=["-pruned_through_id"], name="event_prune_horizon_idx"),
+            # Daily run: the last daemon run, by trigger and status.
+            models.Index(fields=["trigger", "status", "-started_at"], name="event_prune_last_run_idx"),
+        ]
+        constraints = [
+            # One prune at a time, across commands and daemons (a stale one is marked abandoned first).
+            models.UniqueConstraint(fields=["status"], condition=Q(status="running"), name="one_running_event_prune"),
+        ]
+
+    def __str__(self) -> str:
+        return f"prune #{self.pk} ({self.get_status_display()}, {self.deleted} events)"
 
 
 class Decision(models.Model):
@@ -381,3 +458,8 @@ class CoordinatorInstance(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# Intake sources and their deliveries live in coordination.intake; importing them here
+# registers them with the app (and its migrations).
+from .intake.models import IntakeDelivery, IntakeSource  # noqa: E402, F401

@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -17,7 +18,7 @@ from agents.runtimes import RuntimeConfigError, validate_runtime_config
 from .. import patterns
 from ..events import EventDraft, event_record, events_record, participants
 from ..exceptions import ConflictError, DomainError
-from ..models import CoordinationEvent, Session, Task, TaskAttempt, Workflow
+from ..models import CoordinationEvent, Session, Task, TaskAttempt, Workflow, http_url
 from .flow import FlowBatch, batch_flush, task_for_step
 
 E = CoordinationEvent.Type
@@ -43,6 +44,8 @@ class WorkSpec:
     priority: int = 0
     estimate_hours: Decimal | None = None
     files: list[str] = field(default_factory=list)
+    # The issue or ticket the work came from (intakes); shown as a link where the workflow is.
+    source_url: str = ""
 
 
 def _validate_member(index: int, member: MemberSpec) -> tuple[MemberSpec, dict]:
@@ -159,6 +162,13 @@ def _validate_work(work: WorkSpec, *, prefix: str = "") -> Decimal:
         raise DomainError("must be between -100 and 100", field=f"{prefix}priority")
     if not isinstance(work.files, list) or not all(isinstance(f, str) and f for f in work.files):
         raise DomainError("must be a list of file paths", field=f"{prefix}files")
+    if work.source_url:
+        try:
+            http_url(work.source_url)
+        except ValidationError as exc:
+            raise DomainError("must be an http(s) URL", field=f"{prefix}url") from exc
+        if len(work.source_url) > 500:
+            raise DomainError("at most 500 characters", field=f"{prefix}url")
     try:
         estimate = (
             Decimal(str(work.estimate_hours))
@@ -193,6 +203,7 @@ def _submit(*, session: Session, work: WorkSpec, user, now) -> Workflow:
         files=list(work.files),
         human_estimate_hours=estimate,
         requested_by=user if user and user.is_authenticated else None,
+        source_url=work.source_url,
         created_at=now,
     )
     batch = FlowBatch()
@@ -202,7 +213,12 @@ def _submit(*, session: Session, work: WorkSpec, user, now) -> Workflow:
             message=f"Work submitted: “{workflow.title}” ({pattern.name}, ~{estimate} h)",
             session_id=session.pk,
             workflow_id=workflow.pk,
-            collaboration_data={"pattern": pattern.key, "priority": work.priority, "files": work.files},
+            collaboration_data={
+                "pattern": pattern.key,
+                "priority": work.priority,
+                "files": work.files,
+                **({"source_url": work.source_url} if work.source_url else {}),
+            },
             business_impact={"human_estimate_hours": str(estimate)},
         )
     )
