@@ -22,7 +22,16 @@ from agents.models import Agent
 
 from . import services
 from .exceptions import DomainError
-from .models import CoordinationEvent, CoordinatorInstance, Decision, Session, Task, TaskAttempt, Workflow
+from .models import (
+    CoordinationEvent,
+    CoordinatorInstance,
+    Decision,
+    EventPrune,
+    Session,
+    Task,
+    TaskAttempt,
+    Workflow,
+)
 from .permissions import is_operator
 
 admin.site.site_header = "Agent Hive operations"
@@ -348,6 +357,29 @@ class CoordinationEventAdmin(ReadOnlyAdmin):
     actions = None
 
 
+@admin.register(EventPrune)
+class EventPruneAdmin(ReadOnlyAdmin):
+    """Retention runs (`prune_events`, the daemons' daily run): what went, where it was archived."""
+
+    list_display = (
+        "id",
+        "started_at",
+        "trigger",
+        "status_display",
+        "older_than",
+        "deleted",
+        "pruned_through_id",
+        "archive",
+        "owner",
+    )
+    list_filter = ("status", "trigger")
+    actions = None
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: EventPrune):
+        return status_badge(obj.status, obj.get_status_display())
+
+
 # --- Decisions -------------------------------------------------------------------------
 
 
@@ -449,3 +481,4 @@ class CoordinatorInstanceAdmin(ReadOnlyAdmin):
     @admin.display(description="heartbeat", ordering="heartbeat_at")
     def heartbeat_age(self, obj: CoordinatorInstance) -> str:
         return human_age(obj.heartbeat_at)
+

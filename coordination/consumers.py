@@ -7,8 +7,11 @@ Protocol (the console codes against it):
   without it: live events only;
 - an event message is exactly `events.event_payload` (recognised by its integer `id`);
 - `{"type": "ping", "t": …}` is answered with `{"type": "pong", "t": …}`; anything else
-  gets `{"type": "error", "detail": …}`.
-Close codes: 4401 not authenticated, 4404 unknown session, 4400 bad query.
+  gets `{"type": "error", "detail": …}`;
+- a cursor below the retention horizon (events after it were pruned) gets
+  `{"type": "error", "code": "cursor_expired", "detail", "after", "pruned_through", "oldest_kept_id"}`
+  and the socket closes with 4410: reconnect with `?after=<pruned_through>` (or without a cursor).
+Close codes: 4401 not authenticated, 4404 unknown session, 4400 bad query, 4410 cursor expired.
 
 Ordering, replay and the merge of both live in coordination.livefeed; this module only
 speaks the protocol.
@@ -22,13 +25,14 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from . import livefeed
+from . import livefeed, selectors
 from .models import Session
 from .ws_auth import SERVER_SEND
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_CURSOR_EXPIRED = 4410
 
 
 @database_sync_to_async
@@ -67,6 +71,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
                 await self.close(code=CLOSE_BAD_REQUEST)
                 return
             after = int(raw)
+            if await self._cursor_expired(after):
+                return
 
         # Event frames go straight to the server (see ws_auth.ServerSendMiddleware); the rest via self.send.
         server_send = self.scope.get(SERVER_SEND, self.base_send)
@@ -78,8 +84,19 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.stream.go_live(start=max(newest, watermark))
             return
         count = await self.stream.replay(after=after, upto=watermark)
+        if await self._cursor_expired(after):  # a prune committed while the replay read
+            return
         await self.send_json({"type": "replay_done", "count": count, "last_event_id": self.stream.last_sent_id})
         await self.stream.go_live()
+
+    async def _cursor_expired(self, after: int) -> bool:
+        """Tell a client whose cursor is below the retention horizon, instead of skipping what it missed."""
+        expired = await database_sync_to_async(selectors.cursor_expired)(after=after)
+        if expired is None:
+            return False
+        await self.send_json({"type": "error", "code": "cursor_expired", **expired})
+        await self.close(code=CLOSE_CURSOR_EXPIRED)
+        return True
 
     async def _session_id(self) -> int | None | bool:
         """None for the global stream, the id for a session stream, False for an unknown session."""

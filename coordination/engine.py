@@ -24,6 +24,7 @@ from agents.runtimes import Outcome, RuntimeResult, build_runtime
 from .models import CoordinatorInstance
 from .services import dispatch
 from .services.decisions import decisions_expire
+from .services.retention import DailyPrune
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class Engine:
         self.housekeeping_interval = housekeeping_interval
         self.renew_interval = max(1.0, settings.HIVE["LEASE_SECONDS"] / 3)
         self._last_housekeeping = float("-inf")
+        self.retention = DailyPrune(owner=f"coordinator {self.instance.name} (#{self.instance.pk})")
         self._last_renew = time.monotonic()
         self._apply_failures = 0
         self.paused = False
@@ -178,6 +180,7 @@ class Engine:
         dispatch.coordinators_mark_dead()
         report.reclaimed = dispatch.tasks_reclaim_expired() + dispatch.agents_reclaim_dead()
         report.expired_decisions = decisions_expire()
+        self.retention.step()  # daily event retention when HIVE_EVENT_RETENTION_DAYS is set; never raises
 
     def renew_leases(self) -> None:
         """Extend the leases of running work; a runtime whose lease was lost is told to stop."""

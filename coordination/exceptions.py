@@ -16,8 +16,12 @@ class DomainError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
     code = "invalid"
 
-    def __init__(self, message: str = "", *, field: str = "", errors: dict[str, str] | None = None):
+    def __init__(
+        self, message: str = "", *, field: str = "", errors: dict[str, str] | None = None, extra: dict | None = None
+    ):
         self.errors = dict(errors or {})
+        # Further keys of the error body a client acts on (e.g. where a replay can resume).
+        self.extra = dict(extra or {})
         if field:
             self.errors[field] = message
         # Readable on its own (command line, logs): every field with its reason.
@@ -32,11 +36,19 @@ class ConflictError(DomainError):
     code = "conflict"
 
 
+class CursorExpired(DomainError):
+    """A replay cursor below the retention horizon: the events after it are gone."""
+
+    status_code = status.HTTP_410_GONE
+    code = "cursor_expired"
+
+
 def api_exception_handler(exc, context):
     if isinstance(exc, DomainError):
         body: dict = {"detail": exc.message, "code": exc.code}
         if exc.errors:
             body["errors"] = exc.errors
+        body.update(exc.extra)
         return Response(body, status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

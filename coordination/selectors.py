@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 
-from .models import CoordinationEvent, CoordinatorInstance, Decision, Session, Task
+from .models import CoordinationEvent, CoordinatorInstance, Decision, EventPrune, Session, Task
 
 # How long a stopped or dead daemon stays on the status page.
 DAEMON_HISTORY = timedelta(hours=1)
@@ -248,3 +248,38 @@ def events_after(
     if until is not None:
         queryset = queryset.filter(created_at__lt=until)
     return list(queryset.order_by("id")[:limit])
+
+
+def events_pruned_through() -> int:
+    """The replay horizon: every event id up to this one was removed by retention (0: none ever was).
+
+    One query on event_prune_horizon_idx.
+    """
+    return EventPrune.objects.order_by("-pruned_through_id").values_list("pruned_through_id", flat=True).first() or 0
+
+
+def oldest_event_id() -> int | None:
+    """The oldest event still kept (None when the table is empty). One query on the primary key."""
+    return CoordinationEvent.objects.order_by("id").values_list("id", flat=True).first()
+
+
+def cursor_expired(*, after: int) -> dict[str, Any] | None:
+    """When a client that has seen every event up to `after` missed some to retention, what it is told.
+
+    None when nothing it has not seen was removed (a cursor of 0 means "from the oldest kept").
+    Otherwise ``{"detail", "after", "pruned_through", "oldest_kept_id"}``: resume with ``after=pruned_through``.
+    """
+    if after <= 0:
+        return None
+    pruned_through = events_pruned_through()
+    if after >= pruned_through:
+        return None
+    oldest = oldest_event_id()
+    kept = f"the oldest kept event is {oldest}" if oldest is not None else "no event is kept"
+    return {
+        "detail": f"events after {after} up to {pruned_through} were removed by retention; "
+        f"resume with after={pruned_through} ({kept})",
+        "after": after,
+        "pruned_through": pruned_through,
+        "oldest_kept_id": oldest,
+    }

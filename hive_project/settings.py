@@ -213,7 +213,13 @@ HIVE = {
     "TEAM_CONFIG": env.str("HIVE_TEAM_CONFIG", default=""),
     # Where session workspaces are created when a spawn request names none.
     "WORKSPACE_ROOT": env.path("HIVE_WORKSPACE_ROOT", default=BASE_DIR / "var" / "workspaces"),
+    # Days of events the daemons keep: a daily prune removes older ones (0 or unset: keep everything).
+    "EVENT_RETENTION_DAYS": env.int("HIVE_EVENT_RETENTION_DAYS", default=0),
+    # Directory where the daily prune writes what it removes (events-<time>.jsonl.gz); empty: no archive.
+    "EVENT_ARCHIVE_DIR": env.str("HIVE_EVENT_ARCHIVE_DIR", default=""),
 }
+if HIVE["EVENT_RETENTION_DAYS"] < 0:
+    raise environ.ImproperlyConfigured("HIVE_EVENT_RETENTION_DAYS must be a number of days (0 keeps every event)")
 
 LOGGING = {
     "version": 1,

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from agents.models import Agent
 from coordination import selectors, services
 from coordination.events import event_payload
-from coordination.exceptions import DomainError
+from coordination.exceptions import CursorExpired, DomainError
 from coordination.models import CoordinationEvent, Decision, Session, Task, Workflow
 from coordination.services.agents_api import agent_create, session_transition
 from metrics import selectors as metric_selectors
@@ -327,7 +327,10 @@ class TaskViewSet(ReadViewSet):
 
 class EventQuerySerializer(serializers.Serializer):
     after = serializers.IntegerField(
-        min_value=0, default=0, help_text="Cursor: return events with a larger id (0 = from the start)."
+        min_value=0,
+        default=0,
+        help_text="Cursor: return events with a larger id (0 = from the oldest kept). A cursor below the "
+        "retention horizon is a 410 `cursor_expired` naming `pruned_through` and `oldest_kept_id`.",
     )
     session = serializers.IntegerField(min_value=0, required=False)
     type = serializers.ListField(
@@ -356,7 +359,7 @@ class EventQuerySerializer(serializers.Serializer):
 class EventListView(APIView):
     @extend_schema(
         parameters=[EventQuerySerializer],
-        responses={200: s.EventPageSerializer, **errors(400, 401, 403)},
+        responses={200: s.EventPageSerializer, **errors(400, 401, 403), 410: OpenApiTypes.OBJECT},
         tags=["events"],
     )
     def get(self, request: Request) -> Response:
@@ -371,6 +374,16 @@ class EventListView(APIView):
             until=query.get("until"),
             limit=query["limit"],
         )
+        # Read after the page, so a prune that committed meanwhile is seen. A page that starts
+        # right after the cursor cannot have lost anything (retention removes the oldest ids first).
+        if not events or events[0].pk != query["after"] + 1:
+            expired = selectors.cursor_expired(after=query["after"])
+            if expired is not None:
+                raise CursorExpired(
+                    expired["detail"],
+                    field="after",
+                    extra={"pruned_through": expired["pruned_through"], "oldest_kept_id": expired["oldest_kept_id"]},
+                )
         last = events[-1].pk if events else query["after"]
         next_url = None
         if len(events) == query["limit"]:

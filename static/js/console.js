@@ -92,6 +92,11 @@
     socket.onclose = function (e) {
       stopPing();
       socket = null;
+      if (e && e.code === 4410) {
+        // the events after our cursor were pruned by retention: start again from a fresh page
+        window.location.reload();
+        return;
+      }
       if (e && (e.code === 4401 || e.code === 4404)) {
         // signed out or no such session: retrying cannot help
         setConn("offline");
