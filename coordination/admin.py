@@ -482,3 +482,6 @@ class CoordinatorInstanceAdmin(ReadOnlyAdmin):
     def heartbeat_age(self, obj: CoordinatorInstance) -> str:
         return human_age(obj.heartbeat_at)
 
+
+# Intake sources and deliveries (coordination.intake) use the helpers above.
+from .intake import admin as intake_admin  # noqa: E402, F401

@@ -7,6 +7,7 @@ from rest_framework.routers import SimpleRouter
 from metrics.api import BusinessValueView, CoordinationMetricsView
 
 from .api import health, views
+from .intake.api import IntakeView
 
 router = SimpleRouter(trailing_slash=False)
 router.register("agents", views.AgentViewSet, basename="agent")
@@ -21,6 +22,8 @@ api_patterns = [
     path("coordination/spawn", views.CoordinationSpawnView.as_view(), name="coordination-spawn"),
     path("coordination/business-value", BusinessValueView.as_view(), name="coordination-business-value"),
     path("events", views.EventListView.as_view(), name="events"),
+    # Any segment reaches the view, so an unknown or malformed slug is a JSON 404 like a missing one.
+    path("intake/<str:slug>", IntakeView.as_view(), name="intake"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,

@@ -128,6 +128,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "human_interventions",
             "state",
             "requested_by",
+            "source_url",
             "created_at",
             "completed_at",
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit
 
 from django import template
 
@@ -103,3 +104,18 @@ def age(seconds) -> str:
     if seconds is None:
         return DASH
     return f"{duration(seconds)} ago"
+
+
+@register.filter
+def source_label(url: str) -> str:
+    """A workflow's source link as a reader knows it: "acme/shop#42" for a GitHub issue, else the host."""
+    parts = urlsplit(url or "")
+    segments = [s for s in parts.path.split("/") if s]
+    if (
+        parts.hostname == "github.com"
+        and len(segments) == 4
+        and segments[2] in ("issues", "pull")
+        and segments[3].isdigit()
+    ):
+        return f"{segments[0]}/{segments[1]}#{segments[3]}"
+    return parts.hostname or url
