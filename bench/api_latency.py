@@ -130,7 +130,6 @@ def reset_sequences(models) -> None:
 def seed(args) -> dict:
     from django.contrib.auth.models import Group, User
     from django.db import connection
-    from rest_framework.authtoken.models import Token
 
     from agents.models import Agent
     from coordination.models import CoordinationEvent, CoordinatorInstance, Decision, Session, Task, Workflow
@@ -290,7 +289,6 @@ def seed(args) -> dict:
         cursor.execute("ANALYZE")
     user, _ = User.objects.get_or_create(username="bench-operator")
     user.groups.add(Group.objects.get_or_create(name=OPERATORS_GROUP)[0])
-    Token.objects.get_or_create(user=user)
     return {"seconds": round(time.monotonic() - started, 1)}
 
 
@@ -376,10 +374,12 @@ def main(argv=None) -> None:
             ensure_database(args.database_url, recreate=True)
             call_command("migrate", verbosity=0)
         seeding = seed(args)
-    from rest_framework.authtoken.models import Token
-
-    token = Token.objects.get(user__username="bench-operator").key
+    from django.contrib.auth.models import User
     from django.db import connection
+
+    from bench.tokens import fresh_token
+
+    token = fresh_token(User.objects.get(username="bench-operator"))
 
     connection.close()
 

@@ -94,12 +94,13 @@ def setup_django(args: argparse.Namespace) -> None:
 def bench_token() -> str:
     from django.contrib.auth.models import User
     from django.db import connection
-    from rest_framework.authtoken.models import Token
+
+    from bench.tokens import fresh_token
 
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE coordination_coordinationevent RESTART IDENTITY")
     user, _ = User.objects.get_or_create(username="bench-viewer")
-    return Token.objects.get_or_create(user=user)[0].key
+    return fresh_token(user)
 
 
 def free_port() -> int:

@@ -483,5 +483,7 @@ class CoordinatorInstanceAdmin(ReadOnlyAdmin):
         return human_age(obj.heartbeat_at)
 
 
-# Intake sources and deliveries (coordination.intake) use the helpers above.
+# API tokens and sign-in unlocking, and intake sources and deliveries (coordination.intake),
+# live in their own modules and use the helpers above.
+from . import admin_access  # noqa: E402, F401
 from .intake import admin as intake_admin  # noqa: E402, F401

@@ -6,12 +6,16 @@ Protocol (the console codes against it):
   `{"type": "replay_done", "count": n, "last_event_id": M}`, then live events;
   without it: live events only;
 - an event message is exactly `events.event_payload` (recognised by its integer `id`);
-- `{"type": "ping", "t": …}` is answered with `{"type": "pong", "t": …}`; anything else
-  gets `{"type": "error", "detail": …}`;
+- `{"type": "ping", "t": …}` is answered with `{"type": "pong", "t": …}`;
+- operator actions (`agent.pause`, `agent.resume`, `agent.restart`, `decision.answer`) are
+  answered with a `result` or an `error` carrying the HTTP-like status (see
+  coordination.socket_actions): a read-scoped token or a viewer gets 403;
+- anything else gets `{"type": "error", "detail": …}`;
 - a cursor below the retention horizon (events after it were pruned) gets
   `{"type": "error", "code": "cursor_expired", "detail", "after", "pruned_through", "oldest_kept_id"}`
   and the socket closes with 4410: reconnect with `?after=<pruned_through>` (or without a cursor).
-Close codes: 4401 not authenticated, 4404 unknown session, 4400 bad query, 4410 cursor expired.
+Close codes: 4401 not authenticated (also when the sign-in ends and an action is tried),
+4404 unknown session, 4400 bad query, 4410 cursor expired.
 
 Ordering, replay and the merge of both live in coordination.livefeed; this module only
 speaks the protocol.
@@ -25,7 +29,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from . import livefeed, selectors
+from . import livefeed, selectors, socket_actions
 from .models import Session
 from .ws_auth import SERVER_SEND
 
@@ -124,10 +128,23 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         await self.receive_json(content)
 
     async def receive_json(self, content, **kwargs):
-        if isinstance(content, dict) and content.get("type") == "ping":
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "ping":
             reply = {"type": "pong"}
             if "t" in content:
                 reply["t"] = content["t"]
             await self.send_json(reply)
             return
-        await self.send_json({"type": "error", "detail": 'unknown message; send {"type": "ping", "t": …}'})
+        if kind in socket_actions.ACTIONS:
+            reply = await database_sync_to_async(socket_actions.perform)(action=kind, content=content, scope=self.scope)
+            ref = content.get("ref")
+            if isinstance(ref, (str, int)) and not isinstance(ref, bool):
+                reply["ref"] = ref if isinstance(ref, int) else ref[:200]
+            await self.send_json(reply)
+            if reply.get("status") == 401:
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        actions = ", ".join(socket_actions.ACTIONS)
+        await self.send_json(
+            {"type": "error", "detail": f'unknown message; send {{"type": "ping", "t": …}} or one of: {actions}'}
+        )

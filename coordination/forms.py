@@ -133,3 +133,22 @@ AGENT_ACTIONS = ("pause", "resume", "restart")
 
 class AgentActionForm(forms.Form):
     reason = forms.CharField(required=False, max_length=300)
+
+
+class TokenCreateForm(DomainErrorFormMixin, forms.Form):
+    """A new API token for the signed-in user; coordination.services.tokens decides what is allowed."""
+
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. “CI bot” or “phone”.")
+    scope = forms.ChoiceField(
+        choices=[("read", "Read: status, figures, events"), ("operate", "Operate: read and change state")],
+        initial="read",
+    )
+    expires = forms.TypedChoiceField(coerce=int, label="Expires in", help_text="The token stops working then.")
+
+    def __init__(self, *args, default_days: int, max_days: int, can_operate: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not can_operate:  # the service refuses it anyway; do not offer it
+            self.fields["scope"].choices = self.fields["scope"].choices[:1]
+        days = sorted({d for d in (7, 30, default_days, 180, 365) if d <= max_days} | {min(default_days, max_days)})
+        self.fields["expires"].choices = [(d, f"{d} days") for d in days]
+        self.fields["expires"].initial = min(default_days, max_days)

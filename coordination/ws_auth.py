@@ -1,9 +1,11 @@
-"""WebSocket authentication: the browser's session cookie, or a DRF token for other clients.
+"""WebSocket authentication: the browser's session cookie, or an API token for other clients.
 
-A token comes as the header `Authorization: Token <key>` or the query `?token=<key>`
-(browsers cannot set headers on a WebSocket). A token that is given but unknown, or
-belongs to an inactive user, makes the socket anonymous — it never falls back to the
-session — and the consumer refuses it.
+A token comes as the header `Authorization: Token <secret>` or the query `?token=<secret>`
+(browsers cannot set headers on a WebSocket). It is checked exactly as over HTTP
+(coordination.services.tokens): a token that is unknown, revoked or expired, or whose user is
+inactive, makes the socket anonymous — it never falls back to the session — and the
+consumer refuses it (4401). The accepted token is kept in the scope under "token", so its
+scope limits what the socket may do.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
-from rest_framework.authtoken.models import Token
+
+from .services.tokens import TokenRejected, token_authenticate
 
 
 def token_from_scope(scope) -> str | None:
-    """The token key the client sent, if any (header first, then query string)."""
+    """The token secret the client sent, if any (header first, then query string)."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             keyword, _, key = value.decode("latin1").strip().partition(" ")
@@ -29,20 +32,24 @@ def token_from_scope(scope) -> str | None:
 
 
 @database_sync_to_async
-def user_for_token(key: str):
-    token = Token.objects.select_related("user").filter(key=key).first()
-    if token is None or not token.user.is_active:
-        return AnonymousUser()
-    return token.user
+def token_for_secret(secret: str):
+    try:
+        return token_authenticate(secret=secret)
+    except TokenRejected:
+        return None
 
 
 class TokenAuthMiddleware(BaseMiddleware):
     """Replaces the session user with the token's user when the client sends a token."""
 
     async def __call__(self, scope, receive, send):
-        key = token_from_scope(scope)
-        if key is not None:
-            scope = dict(scope, user=await user_for_token(key))
+        secret = token_from_scope(scope)
+        if secret is not None:
+            token = await token_for_secret(secret)
+            user = token.user if token is not None else AnonymousUser()
+            scope = dict(scope, user=user, token=token)
+        else:
+            scope = dict(scope, token=None)
         return await super().__call__(scope, receive, send)
 
 

@@ -5,6 +5,7 @@ DATABASE_URL (PostgreSQL) and REDIS_URL (channels-redis). Secrets come only from
 the environment.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -34,7 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "waffle",
@@ -148,10 +149,11 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "staticfiles")
 
 # --- REST framework -------------------------------------------------------
 REST_FRAMEWORK = {
-    # The PWA and scripts send "Authorization: Token …"; browsers use the console's session (with CSRF).
+    # The PWA and scripts send "Authorization: Token …" (coordination.ApiToken); browsers use the
+    # console's session (with CSRF).
     # Token first, so an unauthenticated request gets 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "coordination.authentication.HiveTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["coordination.permissions.IsOperatorOrReadOnly"],
@@ -173,8 +175,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Agent Hive API",
     "DESCRIPTION": "Coordination of a crew of AI development agents: status, metrics, "
     "business value, agents, sessions, workflows, tasks, events and decisions. "
-    "Authenticate with a session or `Authorization: Token <key>`; reads need a signed-in user, "
-    "writes need operator rights. Errors are `{detail, code, errors: {field: reason}}`.",
+    "Authenticate with a session or `Authorization: Token <secret>`; reads need a signed-in user, "
+    "writes need operator rights and, with a token, its scope `operate` (a `read` token gets 403). "
+    "Errors are `{detail, code, errors: {field: reason}}`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
@@ -237,3 +240,18 @@ X_FRAME_OPTIONS = "DENY"
 if env.bool("HIVE_PRODUCTION", default=False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# --- Access: API tokens ----------------------------------------------------------------------
+# API tokens are django-rest-knox tokens extended with a name, a scope and a last use
+# (coordination.ApiToken): only a SHA-512 digest of the secret is kept.
+KNOX_TOKEN_MODEL = "coordination.ApiToken"
+# knox's own migrations would create its AuthToken table even though the model is swapped out;
+# the app is used for its code only, so it has no migrations and no table here.
+MIGRATION_MODULES = {"knox": None}
+HIVE_TOKEN_TTL_DAYS = env.int("HIVE_TOKEN_TTL_DAYS", default=90)  # a new token's lifetime unless one is given
+HIVE_TOKEN_MAX_TTL_DAYS = env.int("HIVE_TOKEN_MAX_TTL_DAYS", default=366)  # the longest lifetime allowed
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=HIVE_TOKEN_TTL_DAYS),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}

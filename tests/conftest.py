@@ -5,12 +5,19 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group, User
 
-from coordination.permissions import OPERATORS_GROUP
+from coordination.permissions import OPERATORS_GROUP, is_operator
 from coordination.services import MemberSpec, team_spawn
+from coordination.services.tokens import token_issue
 
 
 def scripted(role: str, **config) -> MemberSpec:
     return MemberSpec(role=role, runtime="scripted", runtime_config={"duration_s": 0, **config})
+
+
+def issue_token(user, *, scope: str | None = None, name: str = "test token", lifetime=None) -> str:
+    """A new API token's secret: scope operate for operators, read otherwise, unless given."""
+    scope = scope or ("operate" if is_operator(user) else "read")
+    return token_issue(user=user, name=name, scope=scope, lifetime=lifetime)[1]
 
 
 @pytest.fixture

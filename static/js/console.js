@@ -268,6 +268,13 @@
       });
   }
 
+  // --- forms that ask first (revoking a token) -----------------------------------------------------------
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) e.preventDefault();
+  });
+
   // --- decisions: one tap, no reload ------------------------------------------------------------------
   document.addEventListener("submit", function (e) {
     var form = e.target;

@@ -1,7 +1,7 @@
 /* Agent Hive service worker (served at /sw.js with scope "/").
  * Shell and static files: cache first. Pages: network first, the last good copy when offline,
  * else the offline page (which shows the overview snapshot kept in localStorage).
- * Never cached: the API, sockets, the admin, sign-in and anything that is not a GET. */
+ * Never cached: the API, sockets, the admin, sign-in, API tokens and anything that is not a GET. */
 "use strict";
 
 var VERSION = "__VERSION__";
@@ -9,7 +9,7 @@ var SHELL = __SHELL__;
 var SHELL_CACHE = "hive-shell-" + VERSION;
 var PAGE_CACHE = "hive-pages-v1";
 var OFFLINE_URL = SHELL[0];
-var BYPASS = /^\/(api|ws|admin|accounts|metrics|health|schema)(\/|$)/;
+var BYPASS = /^\/(api|ws|admin|accounts|tokens|metrics|health|schema)(\/|$)/;
 
 self.addEventListener("install", function (event) {
   event.waitUntil(

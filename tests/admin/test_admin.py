@@ -7,7 +7,6 @@ import json
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from waffle.models import Switch
 from waffle.testutils import override_switch
 
@@ -87,7 +86,7 @@ def test_every_changelist_and_change_page_renders(admin_client, delivered):
     assert admin_client.get(change(ValueAssumptions.current())).status_code == 200
     assert admin_client.get(reverse("admin:agents_agent_add")).status_code == 200
     assert admin_client.get(reverse("admin:waffle_switch_changelist")).status_code == 200
-    assert admin_client.get(reverse("admin:authtoken_tokenproxy_add")).status_code == 200
+    assert admin_client.get(reverse("admin:coordination_apitoken_add")).status_code == 200
 
     index = admin_client.get(reverse("admin:index")).content.decode()
     assert "Coordination events" in index and "Value assumptions" in index
@@ -289,15 +288,6 @@ def test_value_assumptions_are_a_singleton(admin_client, db):
     assert (assumptions.currency, str(assumptions.hourly_rate), assumptions.team_size) == ("EUR", "85.50", 4)
     assert assumptions.updated_by.username == "admin"
     assert ValueAssumptions.objects.count() == 1
-
-
-def test_operator_issues_an_api_token(admin_client, operator):
-    response = admin_client.post(reverse("admin:authtoken_tokenproxy_add"), {"user": operator.pk})
-
-    assert response.status_code == 302
-    token = Token.objects.get(user=operator)
-    assert len(token.key) == 40
-    assert token.key in admin_client.get(reverse("admin:authtoken_tokenproxy_changelist")).content.decode()
 
 
 def test_switch_flip_in_admin_gates_deploys(admin_client, crew, drive):

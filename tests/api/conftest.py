@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from coordination.engine import Engine
+from tests.conftest import issue_token
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +40,7 @@ def viewer_client(viewer):
 
 @pytest.fixture
 def operator_token(operator):
-    return Token.objects.create(user=operator).key
+    return issue_token(operator)
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import json
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from coordination.intake import services as intake
 from coordination.models import CoordinationEvent, IntakeDelivery, IntakeSource, Workflow
+from tests.conftest import issue_token
 
 E = CoordinationEvent.Type
 
@@ -122,7 +122,7 @@ def test_authentication(source, token, operator):
     assert missing["WWW-Authenticate"] == 'Bearer realm="intake"'
     assert_refused(post(TICKET, token="hvi_guess"), 401, "token_invalid", before)
     # The API's user tokens are not intake tokens.
-    api_token = Token.objects.create(user=operator).key
+    api_token = issue_token(operator)
     assert_refused(post(TICKET, token=None, HTTP_AUTHORIZATION=f"Token {api_token}"), 401, "token_invalid", before)
     assert_refused(post(TICKET, token=api_token), 401, "token_invalid", before)
 

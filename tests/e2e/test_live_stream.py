@@ -19,11 +19,11 @@ from urllib.parse import quote
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect
 
 from coordination.models import CoordinationEvent, Workflow
 from coordination.services import WorkSpec, work_submit
+from tests.conftest import issue_token
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 60.0
@@ -142,7 +142,7 @@ def wait_until(condition, what: str, processes: Processes) -> None:
 
 def test_workflow_events_stream_live_and_replay_after_reconnect(stack, crew, operator):
     port, processes = stack
-    token = Token.objects.create(user=operator).key
+    token = issue_token(operator)
 
     with open_stream(port, token) as ws:
         hello = receive(ws, time.monotonic() + WAIT, processes, "hello")

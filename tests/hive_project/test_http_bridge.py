@@ -6,11 +6,11 @@ import json
 
 import pytest
 from channels.testing import HttpCommunicator
-from rest_framework.authtoken.models import Token
 
 from coordination.models import Workflow
 from hive_project.asgi import application
 from hive_project.http_bridge import environ
+from tests.conftest import issue_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,10 +42,10 @@ async def test_anonymous_api_read_is_refused():
 def test_token_post_with_a_json_body_and_query_string_reaches_the_view(crew, operator):
     from asgiref.sync import async_to_sync
 
-    token = Token.objects.create(user=operator)
+    token = issue_token(operator)
     body = json.dumps({"session": crew.pk, "title": "Bridge work", "pattern": "code_review_cycle"}).encode()
     headers = [
-        (b"authorization", f"Token {token.key}".encode()),
+        (b"authorization", f"Token {token}".encode()),
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"host", b"testserver"),
@@ -55,7 +55,7 @@ def test_token_post_with_a_json_body_and_query_string_reaches_the_view(crew, ope
     assert Workflow.objects.filter(title="Bridge work", session=crew).exists()
 
     listing = async_to_sync(call)(
-        "GET", "/api/tasks", headers=[(b"authorization", f"Token {token.key}".encode()), (b"host", b"testserver")]
+        "GET", "/api/tasks", headers=[(b"authorization", f"Token {token}".encode()), (b"host", b"testserver")]
     )
     assert listing["status"] == 200
     assert "Bridge work" in listing["body"].decode()

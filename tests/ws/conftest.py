@@ -9,12 +9,12 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connections, transaction
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from coordination import livefeed
 from coordination.events import EventDraft, events_record
 from coordination.models import CoordinationEvent, Session
 from hive_project.asgi import application
+from tests.conftest import issue_token
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
 TIMEOUT = 5
@@ -41,7 +41,7 @@ async def close_worker_connections():
 
 @pytest.fixture
 def token(transactional_db, operator):
-    return Token.objects.create(user=operator).key
+    return issue_token(operator)
 
 
 @pytest.fixture

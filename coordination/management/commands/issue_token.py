@@ -1,45 +1,84 @@
-"""Issue or rotate the API token of a user (for the PWA, scripts and Prometheus)."""
+"""Issue an API token for a user (the PWA, scripts, CI, Prometheus) and print its secret once."""
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
 
+from coordination.exceptions import DomainError
 from coordination.management.base import require_migrated_database
+from coordination.models import ApiToken
 from coordination.permissions import is_operator
+from coordination.services.tokens import (
+    default_lifetime,
+    describe_lifetime,
+    parse_lifetime,
+    token_issue,
+    token_revoke,
+)
+
+DEFAULT_NAME = "API token"
 
 
 class Command(BaseCommand):
     help = (
-        "Print the API token of USERNAME, creating it if needed; --rotate replaces an existing token "
-        "(the old one stops working at once). Send it as `Authorization: Token <key>`."
+        "Create an API token for USERNAME and print its secret (only this once: the server keeps a hash). "
+        "Send it as `Authorization: Token <secret>`. --rotate first revokes the user's tokens of the same name."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--rotate", action="store_true", help="Replace the user's token with a new one.")
+        parser.add_argument(
+            "--scope",
+            choices=ApiToken.Scope.values,
+            help="read, or operate (read and write; needs operator rights). Default: operate for operators, else read.",
+        )
+        parser.add_argument(
+            "--expires",
+            metavar="LIFETIME",
+            help="How long the token works: 30d, 12h, 90m, 2w (default: HIVE_TOKEN_TTL_DAYS, 90 days).",
+        )
+        parser.add_argument("--name", default=DEFAULT_NAME, help=f"What the token is for (default {DEFAULT_NAME!r}).")
+        parser.add_argument(
+            "--rotate", action="store_true", help="Revoke the user's tokens with this name (they stop working at once)."
+        )
         parser.add_argument("--dry-run", action="store_true", help="Say what would happen; change nothing.")
 
-    def handle(self, *args, username: str, rotate: bool, dry_run: bool, **options):
+    def handle(self, *args, username: str, scope, expires, name: str, rotate: bool, dry_run: bool, **options):
         require_migrated_database()
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"no user named {username!r}")
         if not user.is_active:
             raise CommandError(f"user {username!r} is inactive")
-        existing = Token.objects.filter(user=user).first()
+        try:
+            lifetime = parse_lifetime(expires) if expires else default_lifetime()
+        except ValueError as exc:
+            raise CommandError(f"--expires: {exc}") from None
+        scope = scope or (ApiToken.Scope.OPERATE if is_operator(user) else ApiToken.Scope.READ)
+        replaced = []
+        if rotate:
+            replaced = list(ApiToken.objects.usable(now=timezone.now()).filter(user=user, name=name.strip()))
         if dry_run:
-            action = "rotate" if existing and rotate else ("keep" if existing else "create")
-            self.stdout.write(f"would {action} the token of {username}")
+            lasts = describe_lifetime(lifetime)
+            what = f"would create token {name!r} for {username} (scope {scope}, expires in {lasts})"
+            if replaced:
+                what += f", and revoke {len(replaced)} token(s) of that name"
+            self.stdout.write(what)
             return
-        with transaction.atomic():
-            if existing and rotate:
-                existing.delete()
-                existing = None
-            token = existing or Token.objects.create(user=user)
-        if options["verbosity"] >= 2:
-            rights = "operator (read and write)" if is_operator(user) else "viewer (read only)"
-            self.stderr.write(f"{'rotated' if rotate else 'token'} for {username}, {rights}")
-        self.stdout.write(token.key)
+        try:
+            with transaction.atomic():
+                for old in replaced:
+                    token_revoke(token=old)
+                token, secret = token_issue(user=user, name=name, scope=scope, lifetime=lifetime)
+        except DomainError as exc:
+            raise CommandError(exc.message) from None
+        if options["verbosity"] >= 1:
+            rotated = f"; revoked {len(replaced)} older token(s) of that name" if replaced else ""
+            self.stderr.write(
+                f"Token {token.name!r} for {username}: scope {token.scope}, expires {token.expiry:%Y-%m-%d %H:%M} UTC"
+                f"{rotated}. The secret below is shown only now."
+            )
+        self.stdout.write(secret)
