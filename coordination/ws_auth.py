@@ -1,5 +1,10 @@
 """WebSocket authentication: the browser's session cookie, or an API token for other clients.
 
+The origin rule: a socket that sends an `Origin` header (every browser does) must come from
+an allowed host — that is what keeps another site from riding a signed-in operator's cookie.
+A socket without `Origin` is a non-browser client: it is accepted, but its cookie is
+ignored and only an API token can authenticate it.
+
 A token comes as the header `Authorization: Token <secret>` or the query `?token=<secret>`
 (browsers cannot set headers on a WebSocket). It is checked exactly as over HTTP
 (coordination.services.tokens): a token that is unknown, revoked or expired, or whose user is
@@ -15,9 +20,12 @@ from urllib.parse import parse_qs
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.contrib.auth.models import AnonymousUser
 
 from .services.tokens import TokenRejected, token_authenticate
+
+WITHOUT_ORIGIN = "hive.without_origin"
 
 
 def token_from_scope(scope) -> str | None:
@@ -40,7 +48,10 @@ def token_for_secret(secret: str):
 
 
 class TokenAuthMiddleware(BaseMiddleware):
-    """Replaces the session user with the token's user when the client sends a token."""
+    """Replaces the session user with the token's user when the client sends a token.
+
+    Without a token, a socket that came without `Origin` is anonymous whatever cookie it sent.
+    """
 
     async def __call__(self, scope, receive, send):
         secret = token_from_scope(scope)
@@ -48,9 +59,24 @@ class TokenAuthMiddleware(BaseMiddleware):
             token = await token_for_secret(secret)
             user = token.user if token is not None else AnonymousUser()
             scope = dict(scope, user=user, token=token)
+        elif scope.get(WITHOUT_ORIGIN):
+            scope = dict(scope, user=AnonymousUser(), token=None)
         else:
             scope = dict(scope, token=None)
         return await super().__call__(scope, receive, send)
+
+
+class OriginRule:
+    """Sockets with `Origin` must come from an allowed host; sockets without one are marked for token-only auth."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.checked = AllowedHostsOriginValidator(inner)
+
+    async def __call__(self, scope, receive, send):
+        if any(name == b"origin" for name, _ in scope.get("headers", ())):
+            return await self.checked(scope, receive, send)
+        return await self.inner(dict(scope, **{WITHOUT_ORIGIN: True}), receive, send)
 
 
 SERVER_SEND = "hive.server_send"
@@ -69,5 +95,5 @@ class ServerSendMiddleware(BaseMiddleware):
 
 
 def HiveAuthMiddlewareStack(inner):
-    """Session cookie authentication, overridden by a token when one is sent (named like Channels' stack)."""
-    return ServerSendMiddleware(AuthMiddlewareStack(TokenAuthMiddleware(inner)))
+    """The origin rule, then session cookie authentication overridden by a token (named like Channels' stack)."""
+    return OriginRule(ServerSendMiddleware(AuthMiddlewareStack(TokenAuthMiddleware(inner))))

@@ -1,7 +1,8 @@
 """ASGI entry point: Django for HTTP, Channels for WebSockets.
 
-Sockets must come from an allowed origin, then authenticate with the session cookie
-or a DRF token (coordination.ws_auth); the consumer refuses anonymous ones (4401).
+A socket with an `Origin` header must come from an allowed host; one without it (a
+non-browser client) may authenticate only with an API token. Then the session cookie or
+the token authenticates it (coordination.ws_auth); the consumer refuses anonymous ones (4401).
 """
 
 import os
@@ -18,7 +19,6 @@ from hive_project.http_bridge import SyncHTTPBridge  # noqa: E402
 django_http_app = SyncHTTPBridge(threads=int(os.environ.get("HIVE_HTTP_THREADS", "8")))
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from coordination.routing import websocket_urlpatterns  # noqa: E402
 from coordination.ws_auth import HiveAuthMiddlewareStack  # noqa: E402
@@ -26,6 +26,6 @@ from coordination.ws_auth import HiveAuthMiddlewareStack  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_http_app,
-        "websocket": AllowedHostsOriginValidator(HiveAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": HiveAuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -103,10 +103,15 @@ async def test_foreign_origin_is_refused(token):
     assert not connected
 
 
-async def test_missing_origin_is_refused(token):
-    socket = communicator(GLOBAL, token=token, origin=None)
-    connected, _ = await socket.connect()
-    assert not connected
+async def test_without_origin_a_token_authenticates_and_a_cookie_does_not(sockets, token, viewer):
+    # No Origin: not a browser, so no cookie to protect; the token is the credential.
+    _, hello = await connect(sockets, GLOBAL, token=token, origin=None)
+    assert hello["type"] == "hello"
+    client = Client()
+    await database_sync_to_async(client.force_login)(viewer)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    await refused_with(GLOBAL, 4401, origin=None, headers=[(b"cookie", cookie)])
+    await refused_with(GLOBAL, 4401, token="not-a-token", origin=None)
 
 
 async def test_unknown_session_is_refused_with_4404(token):
