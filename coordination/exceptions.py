@@ -57,4 +57,18 @@ def api_exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, exceptions.Throttled):
+        return throttled_response(exc, context)
     return exception_handler(exc, context)
+
+
+def throttled_response(exc: exceptions.Throttled, context) -> Response:
+    """429 in the API's error shape; DRF's handler adds the Retry-After header (whole seconds)."""
+    response = exception_handler(exc, context)
+    seconds = int(response.headers.get("Retry-After", "1"))
+    response.data = {
+        "detail": f"Too many requests: over this API's rate limit. Try again in {seconds} s.",
+        "code": "throttled",
+        "errors": {},
+    }
+    return response

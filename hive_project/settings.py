@@ -177,6 +177,7 @@ SPECTACULAR_SETTINGS = {
     "business value, agents, sessions, workflows, tasks, events and decisions. "
     "Authenticate with a session or `Authorization: Token <secret>`; reads need a signed-in user, "
     "writes need operator rights and, with a token, its scope `operate` (a `read` token gets 403). "
+    "Over a rate limit the answer is 429 with `Retry-After`. "
     "Errors are `{detail, code, errors: {field: reason}}`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -241,7 +242,7 @@ if env.bool("HIVE_PRODUCTION", default=False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
-# --- Access: API tokens ----------------------------------------------------------------------
+# --- Access: API tokens, API throttling -------------------------------------------------------
 # API tokens are django-rest-knox tokens extended with a name, a scope and a last use
 # (coordination.ApiToken): only a SHA-512 digest of the secret is kept.
 KNOX_TOKEN_MODEL = "coordination.ApiToken"
@@ -255,3 +256,30 @@ REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Token",
     "AUTO_REFRESH": False,
 }
+
+
+def _rate(name: str, default: str) -> str | None:
+    """A DRF throttle rate such as "1200/min"; "off" (or empty) turns that limit off."""
+    value = env.str(name, default=default).strip()
+    return None if value.lower() in ("", "off", "none") else value
+
+
+# API rate limits (DRF throttles; coordination.throttling). Every request counts against its
+# token's limit and its user's limit; going over answers 429 with Retry-After. Health and
+# readiness probes and the Prometheus scrape are not limited.
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
+    "coordination.throttling.TokenRateThrottle",
+    "coordination.throttling.UserRateThrottle",
+]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "token": _rate("HIVE_API_RATE_TOKEN", "1200/min"),
+    "user": _rate("HIVE_API_RATE_USER", "2400/min"),
+}
+# Proxies are handled by daphne (--proxy-headers), never by trusting X-Forwarded-For here.
+REST_FRAMEWORK["NUM_PROXIES"] = 0
+# Counters live in Redis when there is one, so every web process counts against one limit.
+CACHES["throttle"] = (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "hive-throttle"}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "hive-throttle"}
+)

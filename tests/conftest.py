@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.contrib.auth.models import Group, User
 
@@ -18,6 +20,12 @@ def issue_token(user, *, scope: str | None = None, name: str = "test token", lif
     """A new API token's secret: scope operate for operators, read otherwise, unless given."""
     scope = scope or ("operate" if is_operator(user) else "read")
     return token_issue(user=user, name=name, scope=scope, lifetime=lifetime)[1]
+
+
+@pytest.fixture(autouse=True)
+def own_rate_limit_counters(settings):
+    """Each test counts API requests from zero, on the configured backend (Redis with REDIS_URL)."""
+    settings.CACHES = {**settings.CACHES, "throttle": {**settings.CACHES["throttle"], "KEY_PREFIX": uuid.uuid4().hex}}
 
 
 @pytest.fixture

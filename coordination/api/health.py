@@ -102,6 +102,8 @@ class PrometheusMetricsView(APIView):
 
     permission_classes = [IsAuthenticated]
     renderer_classes = [PrometheusRenderer]
+    # A scrape comes on a fixed schedule; like the probes, it is never rate limited.
+    throttle_classes = []
 
     @extend_schema(exclude=True)
     def get(self, request: Request) -> HttpResponse:
