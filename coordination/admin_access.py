@@ -1,4 +1,4 @@
-"""Admin for access: API tokens (issue, show the secret once, revoke).
+"""Admin for access: API tokens (issue, show the secret once, revoke) and unlocking sign-in.
 
 Tokens are issued and revoked through coordination.services.tokens, like everywhere else;
 the secret appears once, on the page that answers the "add" form, and is never stored or
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from axes.admin import AccessAttemptAdmin
+from axes.handlers.proxy import AxesProxyHandler
+from axes.models import AccessAttempt
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -139,3 +142,29 @@ class ApiTokenAdmin(admin.ModelAdmin):
         skipped = queryset.count() - revoked
         note = f"; {skipped} already revoked" if skipped else ""
         self.message_user(request, f"Revoked {revoked} token(s){note}.", messages.SUCCESS)
+
+
+# --- sign-in lockout (django-axes) -------------------------------------------------------------
+
+
+class HiveAccessAttemptAdmin(AccessAttemptAdmin):
+    """Axes' failed sign-in records, with an "Unlock" action that clears them."""
+
+    actions = [*AccessAttemptAdmin.actions, "unlock"]
+
+    @admin.action(description="Unlock the user names and addresses of the selected records")
+    def unlock(self, request, queryset):
+        # A lockout is by user name or by address: clear every failure of either, from anywhere.
+        usernames = sorted({a.username for a in queryset if a.username})
+        addresses = sorted({a.ip_address for a in queryset if a.ip_address})
+        cleared = sum(AxesProxyHandler.reset_attempts(username=name) for name in usernames)
+        cleared += sum(AxesProxyHandler.reset_attempts(ip_address=address) for address in addresses)
+        unlocked = ", ".join([*usernames, *addresses]) or "nothing"
+        self.message_user(
+            request, f"Unlocked {unlocked} ({cleared} failed-attempt record(s) cleared).", messages.SUCCESS
+        )
+
+
+if admin.site.is_registered(AccessAttempt):
+    admin.site.unregister(AccessAttempt)
+admin.site.register(AccessAttempt, HiveAccessAttemptAdmin)

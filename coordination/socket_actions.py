@@ -11,7 +11,7 @@ gets one answer carrying its `ref`:
   conflict, 401 when the socket's sign-in or token has ended since it connected (the
   socket is then closed with 4401).
 
-Every action re-checks the credential the socket connected with: a signed-out
+Every action re-checks the credential the socket connected with: a signed-out or idle
 session, or a revoked or expired token, acts no more.
 """
 
@@ -27,6 +27,7 @@ from django.utils.module_loading import import_string
 from rest_framework import serializers
 
 from agents.models import Agent
+from hive_project.signin import session_is_idle
 
 from . import services
 from .api import serializers as s
@@ -103,7 +104,7 @@ def credential_ended(scope) -> str | None:
         return "Not signed in."
     store = import_string(f"{settings.SESSION_ENGINE}.SessionStore")(session_key=key)
     current = get_user(SimpleNamespace(session=store))
-    if not current.is_authenticated or current.pk != getattr(user, "pk", None):
+    if not current.is_authenticated or current.pk != getattr(user, "pk", None) or session_is_idle(store):
         return "The sign-in this socket was opened with has ended; sign in again."
     return None
 

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "knox",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "waffle",
@@ -56,6 +57,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "waffle.middleware.WaffleMiddleware",
+    # Ends a signed-in session after HIVE_SESSION_IDLE_TIMEOUT seconds without a request.
+    "hive_project.signin.SessionIdleTimeoutMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "hive_project.urls"
@@ -242,7 +247,7 @@ if env.bool("HIVE_PRODUCTION", default=False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
-# --- Access: API tokens, API throttling -------------------------------------------------------
+# --- Access: API tokens, sign-in lockout, API throttling, session lifetime ---------------------
 # API tokens are django-rest-knox tokens extended with a name, a scope and a last use
 # (coordination.ApiToken): only a SHA-512 digest of the secret is kept.
 KNOX_TOKEN_MODEL = "coordination.ApiToken"
@@ -256,6 +261,28 @@ REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Token",
     "AUTO_REFRESH": False,
 }
+
+# Sign-in lockout (django-axes) on the console and the admin login: after
+# HIVE_LOGIN_FAILURE_LIMIT failures for one user name, or from one client address, sign-in
+# is refused for HIVE_LOGIN_COOLOFF_MINUTES (each new failure restarts the wait).
+# Operators unlock sooner in the admin (Axes › Access attempts › "Unlock") or with
+# `manage.py axes_reset_username NAME` / `axes_reset_ip ADDRESS`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("HIVE_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("HIVE_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one alone locks
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "hive_project.signin.lockout_response"
+# The client address is the connection's (REMOTE_ADDR); behind a reverse proxy run daphne
+# with --proxy-headers so it is the client's, not the proxy's.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+# Failures and lockouts are logged (WARNING) with the user name and address, which an
+# operator needs to unlock; axes' per-attempt housekeeping lines (INFO) are not.
+AXES_SENSITIVE_PARAMETERS = []
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}
 
 
 def _rate(name: str, default: str) -> str | None:
@@ -283,3 +310,10 @@ CACHES["throttle"] = (
     if REDIS_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "hive-throttle"}
 )
+
+# Console sessions: a sign-in lasts at most HIVE_SESSION_AGE seconds and ends after
+# HIVE_SESSION_IDLE_TIMEOUT seconds without a request (0: no idle limit). Sign-out deletes
+# the session on the server. Production defaults: 12 hours and 1 hour; locally 14 days, no idle limit.
+_PRODUCTION = env.bool("HIVE_PRODUCTION", default=False)
+SESSION_COOKIE_AGE = env.int("HIVE_SESSION_AGE", default=12 * 3600 if _PRODUCTION else 14 * 24 * 3600)
+HIVE_SESSION_IDLE_TIMEOUT = env.int("HIVE_SESSION_IDLE_TIMEOUT", default=3600 if _PRODUCTION else 0)

@@ -34,7 +34,7 @@ def anon_client():
 @pytest.fixture
 def viewer_client(viewer):
     client = APIClient(enforce_csrf_checks=True)
-    assert client.login(username="viewer", password="viewer-pass-123")
+    client.force_login(viewer)
     return client
 
 

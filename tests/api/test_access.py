@@ -102,7 +102,7 @@ def test_session_writes_need_csrf(operator, crew):
     from rest_framework.test import APIClient
 
     client = APIClient(enforce_csrf_checks=True)
-    client.login(username="operator", password="operator-pass-123")
+    client.force_login(operator)
     assert client.post(f"/api/sessions/{crew.pk}/pause", {}, format="json").status_code == 403
     client.get("/api/coordination/status")
     token = client.cookies.get("csrftoken")
