@@ -4,11 +4,14 @@ DRF's SimpleRateThrottle keeps a list of every request time per client and rewri
 each request (a read-modify-write that grows with the limit and races across processes).
 These count with one atomic increment per window instead (Redis INCR with REDIS_URL), which
 costs the same at 10 or 10,000 requests a minute. Going over raises DRF's Throttled, which
-the API's exception handler answers as 429 with Retry-After.
+the API's exception handler answers as 429 with Retry-After. When the counters cannot be
+reached (Redis down), requests are served unlimited and a warning is logged once a minute:
+a limit must never turn an outage of its store into failed API calls.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.core.cache import caches
@@ -17,7 +20,18 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from .models import ApiToken
 
+logger = logging.getLogger(__name__)
 CACHE_ALIAS = "throttle"
+WARN_EVERY_S = 60.0
+_warned_at = float("-inf")
+
+
+def _warn_unavailable() -> None:
+    global _warned_at
+    now = time.monotonic()
+    if now - _warned_at >= WARN_EVERY_S:
+        _warned_at = now
+        logger.warning("API rate limit counters unavailable; serving requests unlimited", exc_info=True)
 
 
 class FixedWindowRateThrottle(SimpleRateThrottle):
@@ -46,13 +60,19 @@ class FixedWindowRateThrottle(SimpleRateThrottle):
         window = int(now // self.duration)
         self.window_ends = (window + 1) * self.duration
         self.now = now
-        cache = caches[CACHE_ALIAS]
-        window_key = f"{key}:{window}"
         try:
-            count = cache.incr(window_key)
-        except ValueError:  # the window's first request; add() loses to a concurrent first one
-            count = 1 if cache.add(window_key, 1, timeout=self.duration + 5) else cache.incr(window_key)
+            count = self._count(f"{key}:{window}")
+        except Exception:  # the counter store is unreachable: serve rather than fail the request
+            _warn_unavailable()
+            return True
         return count <= self.num_requests
+
+    def _count(self, window_key: str) -> int:
+        cache = caches[CACHE_ALIAS]
+        try:
+            return cache.incr(window_key)
+        except ValueError:  # the window's first request; add() loses to a concurrent first one
+            return 1 if cache.add(window_key, 1, timeout=self.duration + 5) else cache.incr(window_key)
 
     def wait(self) -> float:
         """Seconds until the current window ends (the Retry-After)."""

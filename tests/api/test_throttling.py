@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.cache import caches
 
+from coordination import throttling
 from coordination.throttling import FixedWindowRateThrottle
 from tests.conftest import issue_token
 
@@ -80,3 +81,20 @@ def test_health_readiness_and_the_prometheus_scrape_are_never_limited(operator, 
 def test_counters_live_where_every_web_process_sees_them(settings):
     # With Redis every daphne process counts against one limit; without it each process counts alone.
     assert type(caches["throttle"]).__name__ == ("RedisCache" if settings.REDIS_URL else "LocMemCache")
+
+
+def test_unreachable_counters_let_requests_through_and_say_so(operator, anon_client, rates, settings, caplog):
+    rates(token="1/min", user="1/min")
+    settings.CACHES = {
+        **settings.CACHES,
+        "throttle": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        },
+    }
+    throttling._warned_at = float("-inf")
+    secret = issue_token(operator)
+    assert [get(anon_client, secret).status_code for _ in range(3)] == [200, 200, 200]
+    warnings = [r for r in caplog.records if r.name == "coordination.throttling"]
+    assert [r.getMessage() for r in warnings] == ["API rate limit counters unavailable; serving requests unlimited"]
