@@ -485,5 +485,5 @@ class CoordinatorInstanceAdmin(ReadOnlyAdmin):
 
 # API tokens and sign-in unlocking, and intake sources and deliveries (coordination.intake),
 # live in their own modules and use the helpers above.
-from . import admin_access  # noqa: E402, F401
+from .access import admin as access_admin  # noqa: E402, F401
 from .intake import admin as intake_admin  # noqa: E402, F401

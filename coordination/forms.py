@@ -136,7 +136,7 @@ class AgentActionForm(forms.Form):
 
 
 class TokenCreateForm(DomainErrorFormMixin, forms.Form):
-    """A new API token for the signed-in user; coordination.services.tokens decides what is allowed."""
+    """A new API token for the signed-in user; coordination.access.services decides what is allowed."""
 
     name = forms.CharField(max_length=100, help_text="What the token is for, e.g. “CI bot” or “phone”.")
     scope = forms.ChoiceField(

@@ -30,11 +30,11 @@ from agents.models import Agent
 from hive_project.signin import session_is_idle
 
 from . import services
+from .access.services import token_still_valid
 from .api import serializers as s
 from .exceptions import DomainError
 from .models import ApiToken, Decision
 from .permissions import write_refusal
-from .services.tokens import token_still_valid
 
 
 class ActionError(Exception):

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from . import views, views_tokens
+from . import views
+from .access import views as access_views
 
 app_name = "console"
 
@@ -18,8 +19,8 @@ urlpatterns = [
     path("decisions/<int:pk>/answer/", views.decision_answer, name="decision_answer"),
     path("teams/new/", views.spawn_team, name="spawn"),
     path("work/new/", views.submit_work, name="submit"),
-    path("tokens/", views_tokens.tokens, name="tokens"),
-    path("tokens/revoke/", views_tokens.token_revoke_view, name="token_revoke"),
+    path("tokens/", access_views.tokens, name="tokens"),
+    path("tokens/revoke/", access_views.token_revoke_view, name="token_revoke"),
     path("offline/", views.offline, name="offline"),
     path("sw.js", views.service_worker, name="service_worker"),
     path("manifest.webmanifest", views.manifest, name="manifest"),

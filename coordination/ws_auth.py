@@ -7,7 +7,7 @@ ignored and only an API token can authenticate it.
 
 A token comes as the header `Authorization: Token <secret>` or the query `?token=<secret>`
 (browsers cannot set headers on a WebSocket). It is checked exactly as over HTTP
-(coordination.services.tokens): a token that is unknown, revoked or expired, or whose user is
+(coordination.access.services): a token that is unknown, revoked or expired, or whose user is
 inactive, makes the socket anonymous — it never falls back to the session — and the
 consumer refuses it (4401). The accepted token is kept in the scope under "token", so its
 scope limits what the socket may do.
@@ -23,7 +23,7 @@ from channels.middleware import BaseMiddleware
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.contrib.auth.models import AnonymousUser
 
-from .services.tokens import TokenRejected, token_authenticate
+from .access.services import TokenRejected, token_authenticate
 
 WITHOUT_ORIGIN = "hive.without_origin"
 

@@ -158,7 +158,7 @@ REST_FRAMEWORK = {
     # console's session (with CSRF).
     # Token first, so an unauthenticated request gets 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "coordination.authentication.HiveTokenAuthentication",
+        "coordination.access.authentication.HiveTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["coordination.permissions.IsOperatorOrReadOnly"],
@@ -291,12 +291,12 @@ def _rate(name: str, default: str) -> str | None:
     return None if value.lower() in ("", "off", "none") else value
 
 
-# API rate limits (DRF throttles; coordination.throttling). Every request counts against its
+# API rate limits (DRF throttles; coordination.access.throttling). Every request counts against its
 # token's limit and its user's limit; going over answers 429 with Retry-After. Health and
 # readiness probes and the Prometheus scrape are not limited.
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
-    "coordination.throttling.TokenRateThrottle",
-    "coordination.throttling.UserRateThrottle",
+    "coordination.access.throttling.TokenRateThrottle",
+    "coordination.access.throttling.UserRateThrottle",
 ]
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
     "token": _rate("HIVE_API_RATE_TOKEN", "1200/min"),

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from django.contrib.auth.models import Group, User
 
+from coordination.access.services import token_issue
 from coordination.permissions import OPERATORS_GROUP, is_operator
 from coordination.services import MemberSpec, team_spawn
-from coordination.services.tokens import token_issue
 
 
 def scripted(role: str, **config) -> MemberSpec:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.cache import caches
 
-from coordination import throttling
-from coordination.throttling import FixedWindowRateThrottle
+from coordination.access import throttling
+from coordination.access.throttling import FixedWindowRateThrottle
 from tests.conftest import issue_token
 
 pytestmark = pytest.mark.django_db
@@ -96,5 +96,5 @@ def test_unreachable_counters_let_requests_through_and_say_so(operator, anon_cli
     throttling._warned_at = float("-inf")
     secret = issue_token(operator)
     assert [get(anon_client, secret).status_code for _ in range(3)] == [200, 200, 200]
-    warnings = [r for r in caplog.records if r.name == "coordination.throttling"]
+    warnings = [r for r in caplog.records if r.name == "coordination.access.throttling"]
     assert [r.getMessage() for r in warnings] == ["API rate limit counters unavailable; serving requests unlimited"]

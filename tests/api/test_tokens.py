@@ -14,11 +14,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
-from coordination.authentication import HiveTokenAuthentication
+from coordination.access.authentication import HiveTokenAuthentication
+from coordination.access.services import LAST_USED_PRECISION, token_issue, token_revoke
 from coordination.exceptions import DomainError
 from coordination.models import ApiToken
 from coordination.permissions import OPERATORS_GROUP, READ_SCOPE_MESSAGE
-from coordination.services.tokens import LAST_USED_PRECISION, token_issue, token_revoke
 from tests.conftest import issue_token
 
 from .test_access import WRITES

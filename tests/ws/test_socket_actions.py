@@ -12,9 +12,9 @@ from django.test import Client
 from django.utils import timezone
 
 from agents.models import Agent
+from coordination.access.services import token_revoke
 from coordination.models import ApiToken, Session
 from coordination.permissions import OPERATOR_MESSAGE, READ_SCOPE_MESSAGE
-from coordination.services.tokens import token_revoke
 from tests.conftest import issue_token
 
 from .conftest import communicator, open_socket, receive

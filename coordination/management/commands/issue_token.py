@@ -7,17 +7,17 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from coordination.exceptions import DomainError
-from coordination.management.base import require_migrated_database
-from coordination.models import ApiToken
-from coordination.permissions import is_operator
-from coordination.services.tokens import (
+from coordination.access.services import (
     default_lifetime,
     describe_lifetime,
     parse_lifetime,
     token_issue,
     token_revoke,
 )
+from coordination.exceptions import DomainError
+from coordination.management.base import require_migrated_database
+from coordination.models import ApiToken
+from coordination.permissions import is_operator
 
 DEFAULT_NAME = "API token"
 

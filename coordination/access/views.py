@@ -17,12 +17,12 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .exceptions import DomainError
-from .forms import TokenCreateForm
+from ..exceptions import DomainError
+from ..forms import TokenCreateForm
+from ..permissions import is_operator
+from ..views import _page
 from .models import ApiToken
-from .permissions import is_operator
-from .services.tokens import token_issue, token_revoke
-from .views import _page
+from .services import token_issue, token_revoke
 
 
 def _form(request, data=None) -> TokenCreateForm:

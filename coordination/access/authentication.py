@@ -16,7 +16,7 @@ class HiveTokenAuthentication(TokenAuthentication):
 
     def authenticate_credentials(self, token: bytes):
         # Imported here: DRF imports this class while rest_framework.views loads, before the services can.
-        from .services.tokens import TokenRejected, token_authenticate
+        from .services import TokenRejected, token_authenticate
 
         try:
             api_token = token_authenticate(secret=token.decode("utf-8", errors="replace"))

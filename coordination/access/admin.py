@@ -1,6 +1,6 @@
 """Admin for access: API tokens (issue, show the secret once, revoke) and unlocking sign-in.
 
-Tokens are issued and revoked through coordination.services.tokens, like everywhere else;
+Tokens are issued and revoked through coordination.access.services, like everywhere else;
 the secret appears once, on the page that answers the "add" form, and is never stored or
 put in a message.
 """
@@ -17,10 +17,10 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
-from .admin import human_age, status_badge
-from .exceptions import DomainError
+from ..admin import human_age, status_badge
+from ..exceptions import DomainError
 from .models import ApiToken
-from .services.tokens import token_issue, token_issue_errors, token_revoke
+from .services import token_issue, token_issue_errors, token_revoke
 
 STATE_COLOURS = {"active": "active", "expired": "expired", "revoked": "cancelled"}
 

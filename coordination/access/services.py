@@ -19,8 +19,8 @@ from knox.crypto import hash_token
 from knox.settings import CONSTANTS
 
 from ..exceptions import ConflictError, DomainError
-from ..models import ApiToken
 from ..permissions import is_operator
+from .models import ApiToken
 
 logger = logging.getLogger(__name__)
 
