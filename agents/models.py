@@ -16,7 +16,18 @@ class AgentQuerySet(models.QuerySet):
         return self.filter(status=Agent.Status.BUSY, heartbeat_at__lt=before)
 
 
+# Tasks one agent may run at once. Serializers, forms, the team file and the admin read the limits
+# from Agent; the database enforces them (agent_concurrency_within_limits).
+CONCURRENCY_MIN = 1
+CONCURRENCY_MAX = 32
+
+
 class Agent(models.Model):
+    CONCURRENCY_MIN = CONCURRENCY_MIN
+    CONCURRENCY_MAX = CONCURRENCY_MAX
+    NAME_MAX_LENGTH = 100
+    CAPABILITY_MAX_LENGTH = 100
+
     class Role(models.TextChoices):
         PRODUCT_MANAGER = "product_manager", "Product manager"
         ARCHITECT = "architect", "Architect"
@@ -37,7 +48,7 @@ class Agent(models.Model):
         LLM = "llm", "LLM (chat completions)"
         SCRIPTED = "scripted", "Scripted (simulated)"
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=NAME_MAX_LENGTH)
     role = models.CharField(max_length=32, choices=Role.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE)
     session = models.ForeignKey(
@@ -67,7 +78,10 @@ class Agent(models.Model):
             models.CheckConstraint(
                 condition=Q(active_tasks__lte=F("concurrency")), name="agent_load_within_concurrency"
             ),
-            models.CheckConstraint(condition=Q(concurrency__gte=1), name="agent_concurrency_positive"),
+            models.CheckConstraint(
+                condition=Q(concurrency__gte=CONCURRENCY_MIN, concurrency__lte=CONCURRENCY_MAX),
+                name="agent_concurrency_within_limits",
+            ),
             models.UniqueConstraint(fields=["session", "name"], name="agent_name_unique_per_session"),
         ]
         indexes = [

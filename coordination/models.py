@@ -6,6 +6,8 @@ service (coordination/services.py) together with its CoordinationEvent.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.validators import URLValidator
 from django.db import models
@@ -21,15 +23,20 @@ http_url = URLValidator(schemes=["http", "https"])
 class Session(models.Model):
     """One team working toward a goal in one workspace."""
 
+    NAME_MAX_LENGTH = 120
+    WORKSPACE_MAX_LENGTH = 500
+
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         PAUSED = "paused", "Paused"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
 
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=NAME_MAX_LENGTH)
     goal = models.TextField(blank=True)
-    workspace = models.CharField(max_length=500, help_text="Directory the crew works in, normally a git repository.")
+    workspace = models.CharField(
+        max_length=WORKSPACE_MAX_LENGTH, help_text="Directory the crew works in, normally a git repository."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     team_config = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -48,8 +55,21 @@ class Session(models.Model):
         return self.name
 
 
+# Limits of submitted work. Serializers, forms, the team file and the admin read them from Workflow;
+# the database enforces priority and estimate (workflow_*_within_limits, task_*_within_limits).
+PRIORITY_MIN = -100
+PRIORITY_MAX = 100
+ESTIMATE_MAX_HOURS = Decimal("10000")
+
+
 class Workflow(models.Model):
     """One run of a collaboration pattern inside a session."""
+
+    TITLE_MAX_LENGTH = 200
+    PRIORITY_MIN = PRIORITY_MIN
+    PRIORITY_MAX = PRIORITY_MAX
+    ESTIMATE_MAX_HOURS = ESTIMATE_MAX_HOURS
+    FILE_PATH_MAX_LENGTH = 500
 
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
@@ -62,7 +82,7 @@ class Workflow(models.Model):
 
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="workflows")
     pattern = models.CharField(max_length=40)
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=TITLE_MAX_LENGTH)
     description = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     priority = models.SmallIntegerField(default=0)
@@ -87,7 +107,14 @@ class Workflow(models.Model):
             models.Index(fields=["session", "-created_at"], name="workflow_session_idx"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(human_estimate_hours__gte=0), name="workflow_estimate_non_negative"),
+            models.CheckConstraint(
+                condition=Q(human_estimate_hours__gte=0, human_estimate_hours__lte=ESTIMATE_MAX_HOURS),
+                name="workflow_estimate_within_limits",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=PRIORITY_MIN, priority__lte=PRIORITY_MAX),
+                name="workflow_priority_within_limits",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -109,7 +136,6 @@ class Task(models.Model):
     """One step of a workflow for one role."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending (waiting on dependencies)"
         READY = "ready", "Ready"
         RUNNING = "running", "Running"
         BLOCKED = "blocked", "Blocked on a decision"
@@ -127,7 +153,6 @@ class Task(models.Model):
     description = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)
     priority = models.SmallIntegerField(default=0)
-    depends_on = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="dependents")
     files = models.JSONField(default=list, blank=True)
     round = models.PositiveSmallIntegerField(default=1)
     handoff_note = models.TextField(blank=True)
@@ -176,7 +201,14 @@ class Task(models.Model):
                 condition=~Q(status="running") | (Q(agent__isnull=False) & Q(lease_expires_at__isnull=False)),
                 name="task_running_has_agent_and_lease",
             ),
-            models.CheckConstraint(condition=Q(human_estimate_hours__gte=0), name="task_estimate_non_negative"),
+            models.CheckConstraint(
+                condition=Q(human_estimate_hours__gte=0, human_estimate_hours__lte=ESTIMATE_MAX_HOURS),
+                name="task_estimate_within_limits",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=PRIORITY_MIN, priority__lte=PRIORITY_MAX),
+                name="task_priority_within_limits",
+            ),
             models.CheckConstraint(condition=Q(cost_usd__gte=0), name="task_cost_non_negative"),
         ]
 
