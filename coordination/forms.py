@@ -11,13 +11,34 @@ from agents.models import Agent
 
 from . import patterns
 from .exceptions import DomainError
-from .models import Session
+from .jsonlimits import json_problem
+from .models import Session, Workflow
 
 RUNTIME_CHOICES = [
     ("scripted", "Scripted (simulated, for demos)"),
     ("command", "Command (a real program in the workspace)"),
     ("llm", "LLM (chat completions endpoint)"),
 ]
+
+
+class BoundedJSONField(forms.JSONField):
+    """JSON typed into a form: refused with a message when it nests too deep or holds NUL characters."""
+
+    def to_python(self, value):
+        try:
+            value = super().to_python(value)
+        except RecursionError as exc:
+            raise forms.ValidationError("nested too deeply") from exc
+        problem = json_problem(value)
+        if problem:
+            raise forms.ValidationError(problem)
+        return value
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)
 
 
 class DomainErrorFormMixin:
@@ -40,12 +61,13 @@ class DomainErrorFormMixin:
 
 
 class SpawnTeamForm(DomainErrorFormMixin, forms.Form):
-    name = forms.CharField(max_length=120, help_text="Shown on every page; e.g. “Checkout revamp”.")
+    name = forms.CharField(max_length=Session.NAME_MAX_LENGTH, help_text="Shown on every page; e.g. “Checkout revamp”.")
     goal = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     workspace = forms.CharField(
         required=False,
-        max_length=500,
-        help_text="Absolute path of the directory the crew works in. Empty: a new directory under the workspace root.",
+        max_length=Session.WORKSPACE_MAX_LENGTH,
+        help_text="Absolute path of the directory the crew works in, inside a workspace root "
+        "(HIVE_WORKSPACE_ROOTS). Empty: a new directory under the workspace root.",
     )
     roles = forms.MultipleChoiceField(
         choices=Agent.Role.choices,
@@ -54,7 +76,7 @@ class SpawnTeamForm(DomainErrorFormMixin, forms.Form):
         help_text="One agent per ticked role.",
     )
     runtime = forms.ChoiceField(choices=RUNTIME_CHOICES, initial="scripted")
-    runtime_config = forms.JSONField(
+    runtime_config = BoundedJSONField(
         required=False,
         initial=dict,
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "mono"}),
@@ -96,14 +118,14 @@ class SubmitWorkForm(DomainErrorFormMixin, forms.Form):
         queryset=Session.objects.filter(status__in=[Session.Status.ACTIVE, Session.Status.PAUSED]),
         empty_label="Choose a session…",
     )
-    title = forms.CharField(max_length=200)
+    title = forms.CharField(max_length=Workflow.TITLE_MAX_LENGTH)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
     pattern = forms.ChoiceField(choices=patterns.PATTERN_CHOICES, initial=patterns.FEATURE_DELIVERY.key)
-    priority = forms.IntegerField(min_value=-100, max_value=100, initial=0)
+    priority = forms.IntegerField(min_value=Workflow.PRIORITY_MIN, max_value=Workflow.PRIORITY_MAX, initial=0)
     estimate_hours = forms.DecimalField(
         required=False,
         min_value=Decimal("0"),
-        max_value=Decimal("10000"),
+        max_value=Workflow.ESTIMATE_MAX_HOURS,
         decimal_places=2,
         help_text="Hours a human developer would need (drives the value figures). Empty: the pattern's default.",
     )
@@ -118,8 +140,8 @@ class SubmitWorkForm(DomainErrorFormMixin, forms.Form):
         lines = [line.strip() for line in self.cleaned_data["files"].splitlines()]
         files = [line for line in lines if line]
         for path in files:
-            if len(path) > 500:
-                raise forms.ValidationError("each path at most 500 characters")
+            if len(path) > Workflow.FILE_PATH_MAX_LENGTH:
+                raise forms.ValidationError(f"each path at most {Workflow.FILE_PATH_MAX_LENGTH} characters")
         return files
 
 

@@ -164,7 +164,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["coordination.permissions.IsOperatorOrReadOnly"],
     # JSON only: the interactive documentation lives at /api/docs/.
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["coordination.api.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "coordination.api.pagination.HivePagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
@@ -229,6 +229,13 @@ HIVE = {
 }
 if HIVE["EVENT_RETENTION_DAYS"] < 0:
     raise environ.ImproperlyConfigured("HIVE_EVENT_RETENTION_DAYS must be a number of days (0 keeps every event)")
+# Directories a request may name as a workspace or a local repository (comma-separated absolute paths);
+# anything outside them is refused, so an operator's request cannot make the server write elsewhere.
+HIVE["WORKSPACE_ROOTS"] = [
+    Path(root).expanduser()
+    for root in env.list("HIVE_WORKSPACE_ROOTS", default=[str(HIVE["WORKSPACE_ROOT"])])
+    if root.strip()
+]
 
 LOGGING = {
     "version": 1,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, User
 
 from coordination.access.services import token_issue
@@ -26,6 +28,18 @@ def issue_token(user, *, scope: str | None = None, name: str = "test token", lif
 def own_rate_limit_counters(settings):
     """Each test counts API requests from zero, on the configured backend (Redis with REDIS_URL)."""
     settings.CACHES = {**settings.CACHES, "throttle": {**settings.CACHES["throttle"], "KEY_PREFIX": uuid.uuid4().hex}}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def workspace_roots(tmp_path_factory):
+    """Tests' workspaces live under pytest's temporary directory: a workspace root here and in child processes."""
+    base = str(tmp_path_factory.getbasetemp())
+    roots = [*map(str, django_settings.HIVE["WORKSPACE_ROOTS"]), base]
+    os.environ["HIVE_WORKSPACE_ROOTS"] = ",".join(roots)
+    original = django_settings.HIVE["WORKSPACE_ROOTS"]
+    django_settings.HIVE["WORKSPACE_ROOTS"] = [*original, tmp_path_factory.getbasetemp()]
+    yield base
+    django_settings.HIVE["WORKSPACE_ROOTS"] = original
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import Agent
-from coordination import patterns
 from coordination.models import CoordinationEvent, Decision, Session, Task, Workflow
 
 # --- model outputs -------------------------------------------------------------------
@@ -208,102 +207,13 @@ class EventPageSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True, help_text="URL of the next page, or null when this page is short.")
 
 
-# --- inputs ----------------------------------------------------------------------------------
-
-
-class MemberInputSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Agent.Role.choices)
-    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    runtime = serializers.ChoiceField(choices=Agent.Runtime.choices, default=Agent.Runtime.SCRIPTED)
-    runtime_config = serializers.DictField(required=False, default=dict)
-    capabilities = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
-    concurrency = serializers.IntegerField(min_value=1, max_value=32, default=1)
-
-
-class WorkInputSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
-    pattern = serializers.ChoiceField(choices=patterns.PATTERN_CHOICES, default=patterns.FEATURE_DELIVERY.key)
-    priority = serializers.IntegerField(min_value=-100, max_value=100, default=0)
-    estimate_hours = serializers.DecimalField(
-        max_digits=8, decimal_places=2, min_value=0, max_value=10000, required=False, allow_null=True, default=None
-    )
-    files = serializers.ListField(child=serializers.CharField(max_length=500), required=False, default=list)
-
-
-class SpawnInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=120)
-    goal = serializers.CharField(required=False, allow_blank=True, default="")
-    workspace = serializers.CharField(
-        max_length=500,
-        required=False,
-        allow_blank=True,
-        default="",
-        help_text="Absolute directory; empty for a fresh one under HIVE_WORKSPACE_ROOT.",
-    )
-    members = MemberInputSerializer(
-        many=True, required=False, help_text="Default: one scripted (simulated) agent per role."
-    )
-    backlog = WorkInputSerializer(many=True, required=False, default=list)
-
-    def validate_members(self, value):
-        if not value:
-            raise serializers.ValidationError("a team needs at least one member")
-        if len(value) > 64:
-            raise serializers.ValidationError("at most 64 members")
-        return value
-
-    def validate_backlog(self, value):
-        if len(value) > 50:
-            raise serializers.ValidationError("at most 50 items")
-        return value
+# --- outputs of writes -----------------------------------------------------------------------
 
 
 class TeamSerializer(serializers.Serializer):
     session = SessionSerializer()
     agents = AgentSerializer(many=True)
     workflows = WorkflowSerializer(many=True)
-
-
-class SubmitWorkInputSerializer(WorkInputSerializer):
-    session = serializers.PrimaryKeyRelatedField(queryset=Session.objects.all())
-
-
-class AgentCreateInputSerializer(serializers.Serializer):
-    session = serializers.PrimaryKeyRelatedField(queryset=Session.objects.all())
-    role = serializers.ChoiceField(choices=Agent.Role.choices)
-    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    runtime = serializers.ChoiceField(choices=Agent.Runtime.choices, default=Agent.Runtime.SCRIPTED)
-    runtime_config = serializers.DictField(required=False, default=dict)
-    capabilities = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
-    concurrency = serializers.IntegerField(min_value=1, max_value=32, default=1)
-
-
-class AgentUpdateInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100, required=False)
-    runtime = serializers.ChoiceField(choices=Agent.Runtime.choices, required=False)
-    runtime_config = serializers.DictField(required=False)
-    capabilities = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
-    concurrency = serializers.IntegerField(min_value=1, max_value=32, required=False)
-
-    def validate_name(self, value):
-        value = value.strip()
-        if not value:
-            raise serializers.ValidationError("may not be blank")
-        return value
-
-
-class ReasonInputSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
-
-
-BULK_ACTIONS = ("pause", "resume", "restart")
-
-
-class AgentBulkInputSerializer(serializers.Serializer):
-    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=500)
-    action = serializers.ChoiceField(choices=[(a, a) for a in BULK_ACTIONS])
-    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
 
 class AgentBulkResultSerializer(serializers.Serializer):
@@ -319,18 +229,7 @@ class AgentBulkOutputSerializer(serializers.Serializer):
     results = AgentBulkResultSerializer(many=True)
 
 
-class DecisionAnswerInputSerializer(serializers.Serializer):
-    option = serializers.CharField(max_length=40)
-    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
-
-
-class WindowQuerySerializer(serializers.Serializer):
-    window = serializers.ChoiceField(
-        choices=[("1h", "1h"), ("24h", "24h"), ("7d", "7d"), ("all", "all")], default="24h"
-    )
-
-
-# --- selector outputs (status, metrics, value) ------------------------------------------------------
+# --- selector outputs (status, health) ------------------------------------------------------
 
 
 class HealthSerializer(serializers.Serializer):
@@ -403,172 +302,9 @@ class StatusSerializer(serializers.Serializer):
     overdue_decisions = serializers.IntegerField()
 
 
-class PercentilesSerializer(serializers.Serializer):
-    p50 = serializers.FloatField(allow_null=True, help_text="seconds")
-    p95 = serializers.FloatField(allow_null=True, help_text="seconds")
-    count = serializers.IntegerField()
-
-
-class CycleTimeSerializer(serializers.Serializer):
-    workflow = PercentilesSerializer()
-    task = PercentilesSerializer()
-
-
-class ThroughputSerializer(serializers.Serializer):
-    tasks_completed = serializers.IntegerField()
-    tasks_failed = serializers.IntegerField()
-    tasks_cancelled = serializers.IntegerField()
-    workflows_completed = serializers.IntegerField()
-    tasks_per_hour = serializers.FloatField(allow_null=True)
-    workflows_per_hour = serializers.FloatField(allow_null=True)
-
-
-class UtilisationSerializer(serializers.Serializer):
-    role = serializers.CharField()
-    agents = serializers.IntegerField()
-    busy_seconds = serializers.FloatField()
-    utilisation = serializers.FloatField(allow_null=True)
-
-
-MONEY = {"max_digits": 20, "decimal_places": 6}
-MONEY_2 = {"max_digits": 20, "decimal_places": 2}
-
-
-class RoleCostSerializer(serializers.Serializer):
-    role = serializers.CharField()
-    tokens_in = serializers.IntegerField()
-    tokens_out = serializers.IntegerField()
-    cost_usd = serializers.DecimalField(**MONEY)
-    tasks_completed = serializers.IntegerField()
-
-
-class AgentCostSerializer(RoleCostSerializer):
-    agent_id = serializers.IntegerField()
-    name = serializers.CharField()
-    runtime = serializers.CharField()
-    simulated = serializers.BooleanField()
-
-
-class TotalsSerializer(serializers.Serializer):
-    tokens_in = serializers.IntegerField()
-    tokens_out = serializers.IntegerField()
-    cost_usd = serializers.DecimalField(**MONEY)
-
-
-class HumanWaitSerializer(PercentilesSerializer):
-    decisions = serializers.IntegerField()
-    total_seconds = serializers.FloatField()
-
-
-class PatternCountSerializer(serializers.Serializer):
-    pattern = serializers.CharField()
-    status = serializers.CharField()
-    count = serializers.IntegerField()
-
-
-class SimulatedShareSerializer(serializers.Serializer):
-    tasks_completed = serializers.FloatField(allow_null=True)
-    estimate_hours = serializers.FloatField(allow_null=True)
-    busy_time = serializers.FloatField(allow_null=True)
-    simulated_tasks_completed = serializers.IntegerField()
-    note = serializers.CharField()
-
-
 @extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
 class TextMapField(serializers.DictField):
     child = serializers.CharField()
-
-
-class MetricsSerializer(serializers.Serializer):
-    window = serializers.CharField()
-    start = serializers.CharField(allow_null=True)
-    end = serializers.CharField()
-    span_hours = serializers.FloatField()
-    throughput = ThroughputSerializer()
-    coordination_success_rate = serializers.FloatField(allow_null=True)
-    workflows_finished = serializers.IntegerField()
-    workflows_completed_unaided = serializers.IntegerField()
-    cycle_time = CycleTimeSerializer()
-    handoff_latency = PercentilesSerializer()
-    review_rounds_per_change = serializers.FloatField(allow_null=True)
-    rework_rate = serializers.FloatField(allow_null=True)
-    utilisation_by_role = UtilisationSerializer(many=True)
-    tokens_cost_by_role = RoleCostSerializer(many=True)
-    tokens_cost_by_agent = AgentCostSerializer(many=True)
-    totals = TotalsSerializer()
-    human_wait = HumanWaitSerializer()
-    patterns = PatternCountSerializer(many=True)
-    simulated_share = SimulatedShareSerializer()
-    definitions = TextMapField()
-
-
-class ValueInputsSerializer(serializers.Serializer):
-    human_estimate_hours = serializers.DecimalField(**MONEY_2)
-    tasks_completed = serializers.IntegerField()
-    decisions_answered = serializers.IntegerField()
-    crew_seconds = serializers.FloatField()
-    cost_usd = serializers.DecimalField(**MONEY)
-    span_hours = serializers.DecimalField(**MONEY_2)
-    first_started = serializers.CharField(allow_null=True)
-    last_finished = serializers.CharField(allow_null=True)
-
-
-class AssumptionsSerializer(serializers.Serializer):
-    currency = serializers.CharField()
-    hourly_rate = serializers.DecimalField(**MONEY_2)
-    working_hours_per_year = serializers.IntegerField()
-    team_size = serializers.IntegerField()
-    human_review_minutes_per_decision = serializers.IntegerField()
-    updated_at = serializers.CharField(allow_null=True)
-
-
-class BusinessValueSerializer(serializers.Serializer):
-    window = serializers.CharField()
-    start = serializers.CharField(allow_null=True)
-    end = serializers.CharField()
-    currency = serializers.CharField()
-    hours_saved = serializers.DecimalField(**MONEY_2)
-    crew_hours = serializers.DecimalField(**MONEY_2)
-    human_hours_spent = serializers.DecimalField(**MONEY_2)
-    productivity_gain = serializers.FloatField(allow_null=True)
-    cost_usd = serializers.DecimalField(**MONEY_2)
-    value = serializers.DecimalField(**MONEY_2)
-    net_value = serializers.DecimalField(**MONEY_2)
-    annualised_value_per_developer = serializers.DecimalField(**MONEY_2, allow_null=True)
-    inputs = ValueInputsSerializer()
-    assumptions = AssumptionsSerializer()
-    formulas = TextMapField()
-    simulated_share = SimulatedShareSerializer()
-
-
-class RecentTaskSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    title = serializers.CharField()
-    step = serializers.CharField()
-    status = serializers.CharField()
-    outcome = serializers.CharField(allow_blank=True)
-    started_at = serializers.CharField(allow_null=True)
-    finished_at = serializers.CharField(allow_null=True)
-    cost_usd = serializers.DecimalField(**MONEY)
-
-
-class AgentPerformanceSerializer(serializers.Serializer):
-    agent_id = serializers.IntegerField()
-    name = serializers.CharField()
-    role = serializers.CharField()
-    runtime = serializers.CharField()
-    simulated = serializers.BooleanField()
-    window = serializers.CharField()
-    completed = serializers.IntegerField()
-    failed = serializers.IntegerField()
-    success_rate = serializers.FloatField(allow_null=True)
-    utilisation = serializers.FloatField(allow_null=True)
-    busy_seconds = serializers.FloatField()
-    tokens_in = serializers.IntegerField()
-    tokens_out = serializers.IntegerField()
-    cost_usd = serializers.DecimalField(**MONEY)
-    avg_duration_seconds = serializers.FloatField(allow_null=True)
-    recent_tasks = RecentTaskSerializer(many=True)
 
 
 class ReadinessSerializer(serializers.Serializer):

@@ -9,8 +9,7 @@ from __future__ import annotations
 from django.db.models import Prefetch
 from django.urls import reverse
 from django.utils.http import urlencode
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -18,46 +17,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.models import Agent
-from coordination import selectors, services
+from coordination import inputs, selectors, services
 from coordination.events import event_payload
 from coordination.exceptions import CursorExpired, DomainError
 from coordination.models import CoordinationEvent, Decision, Session, Task, Workflow
 from coordination.services.agents_api import agent_create, session_transition
-from metrics import selectors as metric_selectors
 
 from . import filters
 from . import serializers as s
 from .cache import cached_read
+from .common import READ_ERRORS, errors, validated
 from .pagination import HivePagination
-
-ERRORS = {
-    400: OpenApiTypes.OBJECT,
-    401: OpenApiTypes.OBJECT,
-    403: OpenApiTypes.OBJECT,
-    404: OpenApiTypes.OBJECT,
-    409: OpenApiTypes.OBJECT,
-}
-READ_ERRORS = {401: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT}
-
-
-def errors(*codes: int) -> dict:
-    return {code: ERRORS[code] for code in codes}
-
-
-def validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def window_param(request: Request) -> str:
-    """The `window` query parameter; a bad one is a 400 naming `window`."""
-    return validated(s.WindowQuerySerializer, request.query_params)["window"]
-
-
-WINDOW_PARAMETER = OpenApiParameter(
-    "window", str, enum=list(metric_selectors.WINDOWS), default="24h", description="Time window of the figures."
-)
 
 
 class ReadViewSet(viewsets.ReadOnlyModelViewSet):
@@ -89,13 +59,13 @@ def team_payload(session: Session) -> dict:
 
 class CoordinationSpawnView(APIView):
     @extend_schema(
-        request=s.SpawnInputSerializer,
+        request=inputs.SpawnInputSerializer,
         responses={201: s.TeamSerializer, **errors(400, 401, 403)},
         tags=["coordination"],
     )
     def post(self, request: Request) -> Response:
         """Spawn a team into a new session (default: one scripted agent per role), with an optional backlog."""
-        data = validated(s.SpawnInputSerializer, request.data)
+        data = validated(inputs.SpawnInputSerializer, request.data)
         members = data.get("members")
         session = services.team_spawn(
             name=data["name"],
@@ -124,33 +94,33 @@ class AgentViewSet(ReadViewSet):
     ordering = ["id"]
 
     @extend_schema(
-        request=s.AgentCreateInputSerializer, responses={201: s.AgentSerializer, **errors(400, 401, 403, 409)}
+        request=inputs.AgentCreateInputSerializer, responses={201: s.AgentSerializer, **errors(400, 401, 403, 409)}
     )
     def create(self, request: Request) -> Response:
         """Add an agent to a session's team."""
-        data = validated(s.AgentCreateInputSerializer, request.data)
+        data = validated(inputs.AgentCreateInputSerializer, request.data)
         agent = agent_create(**data, user=request.user)
         return Response(s.AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        request=s.AgentUpdateInputSerializer, responses={200: s.AgentSerializer, **errors(400, 401, 403, 404, 409)}
+        request=inputs.AgentUpdateInputSerializer, responses={200: s.AgentSerializer, **errors(400, 401, 403, 404, 409)}
     )
     def partial_update(self, request: Request, pk=None) -> Response:
         """Change an agent's name, runtime, runtime config, capabilities or concurrency."""
         agent = self.get_object()
-        changes = validated(s.AgentUpdateInputSerializer, request.data)
+        changes = validated(inputs.AgentUpdateInputSerializer, request.data)
         if not changes:
             raise DomainError("send at least one of: name, runtime, runtime_config, capabilities, concurrency")
         agent = services.agent_update(agent=agent, user=request.user, **changes)
         return Response(s.AgentSerializer(agent).data)
 
     @extend_schema(
-        request=s.ReasonInputSerializer, responses={200: s.AgentSerializer, **errors(400, 401, 403, 404, 409)}
+        request=inputs.ReasonInputSerializer, responses={200: s.AgentSerializer, **errors(400, 401, 403, 404, 409)}
     )
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk=None) -> Response:
         """Stop giving the agent new work; what it runs now finishes."""
-        reason = validated(s.ReasonInputSerializer, request.data)["reason"]
+        reason = validated(inputs.ReasonInputSerializer, request.data)["reason"]
         agent = services.agent_pause(agent=self.get_object(), user=request.user, reason=reason)
         return Response(s.AgentSerializer(agent).data)
 
@@ -169,12 +139,12 @@ class AgentViewSet(ReadViewSet):
         return Response(s.AgentSerializer(agent).data)
 
     @extend_schema(
-        request=s.AgentBulkInputSerializer, responses={200: s.AgentBulkOutputSerializer, **errors(400, 401, 403)}
+        request=inputs.AgentBulkInputSerializer, responses={200: s.AgentBulkOutputSerializer, **errors(400, 401, 403)}
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request: Request) -> Response:
         """Pause, resume or restart many agents; each agent's result is reported (a conflict is not fatal)."""
-        data = validated(s.AgentBulkInputSerializer, request.data)
+        data = validated(inputs.AgentBulkInputSerializer, request.data)
         ids = list(dict.fromkeys(data["ids"]))
         agents = {a.pk: a for a in Agent.objects.filter(pk__in=ids)}
         missing = [i for i in ids if i not in agents]
@@ -196,17 +166,6 @@ class AgentViewSet(ReadViewSet):
                 results.append({"id": agent_id, "ok": False, "error": exc.message, "agent": agent})
         payload = {"action": data["action"], "changed": sum(r["ok"] for r in results), "results": results}
         return Response(s.AgentBulkOutputSerializer(payload).data)
-
-    @extend_schema(
-        parameters=[WINDOW_PARAMETER], responses={200: s.AgentPerformanceSerializer, **errors(400, 401, 403, 404)}
-    )
-    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
-    def performance(self, request: Request, pk=None) -> Response:
-        """The agent's record in a window: completions, failures, utilisation, tokens, cost."""
-        window = window_param(request)
-        agent = self.get_object()
-        data = metric_selectors.agent_performance(agent=agent, window=window)
-        return Response(s.AgentPerformanceSerializer(data).data)
 
 
 # --- sessions -------------------------------------------------------------------------------------
@@ -293,11 +252,12 @@ class TaskViewSet(ReadViewSet):
     ordering = ["-id"]
 
     @extend_schema(
-        request=s.SubmitWorkInputSerializer, responses={201: s.WorkflowDetailSerializer, **errors(400, 401, 403, 409)}
+        request=inputs.SubmitWorkInputSerializer,
+        responses={201: s.WorkflowDetailSerializer, **errors(400, 401, 403, 409)},
     )
     def create(self, request: Request) -> Response:
         """Submit work: start a workflow of the chosen pattern; its first task is ready at once."""
-        data = dict(validated(s.SubmitWorkInputSerializer, request.data))
+        data = dict(validated(inputs.SubmitWorkInputSerializer, request.data))
         session = data.pop("session")
         workflow = services.work_submit(session=session, work=services.WorkSpec(**data), user=request.user)
         return Response(workflow_detail(workflow), status=status.HTTP_201_CREATED)
@@ -311,12 +271,12 @@ class TaskViewSet(ReadViewSet):
         return Response(s.TaskSerializer(task).data)
 
     @extend_schema(
-        request=s.ReasonInputSerializer, responses={200: s.TaskSerializer, **errors(400, 401, 403, 404, 409)}
+        request=inputs.ReasonInputSerializer, responses={200: s.TaskSerializer, **errors(400, 401, 403, 404, 409)}
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk=None) -> Response:
         """Cancel an unfinished task and its workflow."""
-        reason = validated(s.ReasonInputSerializer, request.data)["reason"]
+        reason = validated(inputs.ReasonInputSerializer, request.data)["reason"]
         task = services.task_cancel(task=self.get_object(), user=request.user, reason=reason)
         task.refresh_from_db()
         return Response(s.TaskSerializer(task).data)
@@ -409,13 +369,13 @@ class DecisionViewSet(ReadViewSet):
     ordering = ["deadline", "id"]
 
     @extend_schema(
-        request=s.DecisionAnswerInputSerializer,
+        request=inputs.DecisionAnswerInputSerializer,
         responses={200: s.DecisionSerializer, **errors(400, 401, 403, 404, 409)},
     )
     @action(detail=True, methods=["post"])
     def answer(self, request: Request, pk=None) -> Response:
         """Answer an open decision with one of its options; the blocked task moves on. A second answer is 409."""
         decision = self.get_object()
-        data = validated(s.DecisionAnswerInputSerializer, request.data)
+        data = validated(inputs.DecisionAnswerInputSerializer, request.data)
         services.decision_answer(decision=decision, option=data["option"], comment=data["comment"], user=request.user)
         return Response(s.DecisionSerializer(self.get_queryset().get(pk=decision.pk)).data)

@@ -6,6 +6,8 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
+from coordination.exceptions import DomainError
+
 
 def require_migrated_database() -> None:
     """A clear message instead of a traceback when the schema is missing or behind."""
@@ -18,3 +20,9 @@ def require_migrated_database() -> None:
         raise CommandError(
             f"the database has {len(pending)} unapplied migration(s); run `python manage.py migrate` first"
         )
+
+
+def refusal(exc: DomainError) -> CommandError:
+    """A refused command as one line per problem ("field: reason"), printed without a traceback."""
+    lines = [f"{field}: {reason}" if field else reason for field, reason in exc.errors.items()] or [exc.message]
+    return CommandError("\n".join(lines))

@@ -10,10 +10,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.models import Agent
-from agents.runtimes import RuntimeConfigError, validate_runtime_config
 
 from ..events import EventDraft, event_record, participants
 from ..exceptions import ConflictError, DomainError
+from ..inputs import MemberInputSerializer, validate_input
 from ..models import CoordinationEvent, Session
 from .work import session_set_status
 
@@ -32,26 +32,24 @@ def agent_create(
     concurrency: int = 1,
     user=None,
 ) -> Agent:
-    """Add one agent to a session's team; its name is unique within the session."""
-    if role not in Agent.Role.values:
-        raise DomainError(f"unknown role {role!r}; choose one of {', '.join(Agent.Role.values)}", field="role")
-    if not 1 <= int(concurrency) <= 32:
-        raise DomainError("must be between 1 and 32", field="concurrency")
-    capabilities = list(capabilities or [])
-    if not all(isinstance(item, str) and item for item in capabilities):
-        raise DomainError("must be a list of non-empty strings", field="capabilities")
-    try:
-        config = validate_runtime_config(runtime, runtime_config or {})
-    except RuntimeConfigError as exc:
-        raise DomainError(
-            errors={(k if k == "runtime" else f"runtime_config.{k}"): v for k, v in exc.errors.items()}
-        ) from exc
+    """Add one agent to a session's team (validated as the API validates it); its name is unique in the session."""
+    data = validate_input(
+        MemberInputSerializer,
+        {
+            "role": role,
+            "name": name,
+            "runtime": runtime,
+            "runtime_config": {} if runtime_config is None else runtime_config,
+            "capabilities": [] if capabilities is None else capabilities,
+            "concurrency": concurrency,
+        },
+    )
+    role, name, runtime, config = data["role"], data["name"], data["runtime"], data["runtime_config"]
     now = timezone.now()
     with transaction.atomic():
         session = Session.objects.select_for_update().get(pk=session.pk)
         if session.status in CLOSED_SESSIONS:
             raise ConflictError(f"session is {session.status}", field="session")
-        name = (name or "").strip()[:100]
         if not name:
             taken = set(Agent.objects.filter(session=session, role=role).values_list("name", flat=True))
             prefix = role.replace("_", "-")
@@ -69,8 +67,8 @@ def agent_create(
                     session=session,
                     runtime=runtime,
                     runtime_config=config,
-                    capabilities=capabilities,
-                    concurrency=int(concurrency),
+                    capabilities=data["capabilities"],
+                    concurrency=data["concurrency"],
                     heartbeat_at=now,
                 )
         except IntegrityError as exc:  # a concurrent create took the name

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.models import Agent
@@ -18,8 +16,10 @@ from agents.runtimes import RuntimeConfigError, validate_runtime_config
 from .. import patterns
 from ..events import EventDraft, event_record, events_record, participants
 from ..exceptions import ConflictError, DomainError
-from ..models import CoordinationEvent, Session, Task, TaskAttempt, Workflow, http_url
+from ..inputs import AgentUpdateInputSerializer, SpawnInputSerializer, WorkInputSerializer, validate_input
+from ..models import CoordinationEvent, Decision, Session, Task, TaskAttempt, Workflow, http_url
 from .flow import FlowBatch, batch_flush, task_for_step
+from .workspaces import workspace_prepare
 
 E = CoordinationEvent.Type
 DEFAULT_ROLES = [role.value for role in Agent.Role]
@@ -48,34 +48,12 @@ class WorkSpec:
     source_url: str = ""
 
 
-def _validate_member(index: int, member: MemberSpec) -> tuple[MemberSpec, dict]:
-    prefix = f"members[{index}]"
-    if member.role not in Agent.Role.values:
-        raise DomainError(
-            f"unknown role {member.role!r}; choose one of {', '.join(Agent.Role.values)}", field=f"{prefix}.role"
-        )
-    if not 1 <= member.concurrency <= 32:
-        raise DomainError("must be between 1 and 32", field=f"{prefix}.concurrency")
-    try:
-        config = validate_runtime_config(member.runtime, member.runtime_config)
-    except RuntimeConfigError as exc:
-        raise DomainError(errors={f"{prefix}.runtime_config.{k}": v for k, v in exc.errors.items()}) from exc
-    return member, config
-
-
-def _workspace_path(workspace: str, name: str) -> Path:
-    if workspace:
-        path = Path(workspace).expanduser()
-        if not path.is_absolute():
-            raise DomainError("must be an absolute path", field="workspace")
-    else:
-        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "session"
-        path = Path(settings.HIVE["WORKSPACE_ROOT"]) / f"{slug}-{timezone.now():%Y%m%d%H%M%S}"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DomainError(f"cannot create {path}: {exc.strerror}", field="workspace") from exc
-    return path
+def _spawn_input(*, name, goal, workspace, members, backlog) -> dict:
+    """The spawn request validated by the API's serializer, whichever entry point it came from."""
+    data = {"name": name, "goal": goal, "workspace": workspace, "backlog": [asdict(w) for w in backlog or []]}
+    if members is not None:
+        data["members"] = [asdict(m) for m in members]
+    return validate_input(SpawnInputSerializer, data)
 
 
 def team_spawn(
@@ -88,49 +66,44 @@ def team_spawn(
     user=None,
 ) -> Session:
     """Create a session with its crew (default: one agent per role) and optional first work."""
-    name = (name or "").strip()
-    if not name:
-        raise DomainError("is required", field="name")
     if members is None:
         members = [MemberSpec(role=role, runtime_config=dict(DEFAULT_RUNTIME_CONFIG)) for role in DEFAULT_ROLES]
-    if not members:
-        raise DomainError("a team needs at least one member", field="members")
-    validated = [_validate_member(i, m) for i, m in enumerate(members)]
+    data = _spawn_input(name=name, goal=goal, workspace=workspace, members=members, backlog=backlog)
+    validated = [MemberSpec(**member) for member in data["members"]]
     names: set[str] = set()
     counters: dict[str, int] = {}
-    for member, _ in validated:
+    for member in validated:
         if not member.name:
             counters[member.role] = counters.get(member.role, 0) + 1
             member.name = f"{member.role.replace('_', '-')}-{counters[member.role]}"
         if member.name in names:
             raise DomainError(f"duplicate agent name {member.name!r}", field="members")
         names.add(member.name)
-    for i, work in enumerate(backlog or []):
-        _validate_work(work, prefix=f"backlog[{i}].")
-    path = _workspace_path(workspace, name)
+    works = [_with_estimate(work) for work in data["backlog"]]
+    path = workspace_prepare(data["workspace"], name=data["name"])
     now = timezone.now()
     with transaction.atomic():
         session = Session.objects.create(
-            name=name[:120],
-            goal=goal,
+            name=data["name"],
+            goal=data["goal"],
             workspace=str(path),
             created_by=user if user and user.is_authenticated else None,
-            team_config={"members": [{"role": m.role, "name": m.name, "runtime": m.runtime} for m, _ in validated]},
+            team_config={"members": [{"role": m.role, "name": m.name, "runtime": m.runtime} for m in validated]},
             created_at=now,
         )
         agents = Agent.objects.bulk_create(
             [
                 Agent(
-                    name=member.name[:100],
+                    name=member.name,
                     role=member.role,
                     session=session,
                     runtime=member.runtime,
-                    runtime_config=config,
+                    runtime_config=member.runtime_config,
                     capabilities=list(member.capabilities),
                     concurrency=member.concurrency,
                     heartbeat_at=now,
                 )
-                for member, config in validated
+                for member in validated
             ]
         )
         event_record(
@@ -139,52 +112,44 @@ def team_spawn(
                 message=f"Team “{session.name}” spawned with {len(agents)} agents",
                 session_id=session.pk,
                 participants=participants(*agents),
-                collaboration_data={"goal": goal, "workspace": str(path), "roles": [a.role for a in agents]},
+                collaboration_data={"goal": session.goal, "workspace": str(path), "roles": [a.role for a in agents]},
                 simulated=all(a.runtime == Agent.Runtime.SCRIPTED for a in agents),
             ),
             now=now,
         )
-        for work in backlog or []:
+        for work in works:
             _submit(session=session, work=work, user=user, now=now)
     return session
 
 
-def _validate_work(work: WorkSpec, *, prefix: str = "") -> Decimal:
-    if not (work.title or "").strip():
-        raise DomainError("is required", field=f"{prefix}title")
-    if len(work.title) > 200:
-        raise DomainError("at most 200 characters", field=f"{prefix}title")
-    if work.pattern not in patterns.PATTERNS:
-        raise DomainError(
-            f"unknown pattern {work.pattern!r}; choose one of {', '.join(patterns.PATTERNS)}", field=f"{prefix}pattern"
-        )
-    if not -100 <= int(work.priority) <= 100:
-        raise DomainError("must be between -100 and 100", field=f"{prefix}priority")
-    if not isinstance(work.files, list) or not all(isinstance(f, str) and f for f in work.files):
-        raise DomainError("must be a list of file paths", field=f"{prefix}files")
-    if work.source_url:
+def _validate_work(work: WorkSpec) -> WorkSpec:
+    """The work as the API's serializer validates it, with the link to where it came from (intakes)."""
+    data = validate_input(WorkInputSerializer, asdict(work))
+    data["source_url"] = _source_url(work.source_url)
+    return _with_estimate(data)
+
+
+def _source_url(value: str) -> str:
+    if value:
         try:
-            http_url(work.source_url)
+            http_url(value)
         except ValidationError as exc:
-            raise DomainError("must be an http(s) URL", field=f"{prefix}url") from exc
-        if len(work.source_url) > 500:
-            raise DomainError("at most 500 characters", field=f"{prefix}url")
-    try:
-        estimate = (
-            Decimal(str(work.estimate_hours))
-            if work.estimate_hours not in (None, "")
-            else patterns.get_pattern(work.pattern).default_estimate_hours
-        )
-    except InvalidOperation as exc:
-        raise DomainError("must be a number of hours", field=f"{prefix}estimate_hours") from exc
-    if not Decimal("0") <= estimate <= Decimal("10000"):
-        raise DomainError("must be between 0 and 10000 hours", field=f"{prefix}estimate_hours")
-    return estimate
+            raise DomainError("must be an http(s) URL", field="url") from exc
+        if len(value) > 500:
+            raise DomainError("at most 500 characters", field="url")
+    return value
+
+
+def _with_estimate(data: dict) -> WorkSpec:
+    """Validated work; the pattern's default estimate when none is given."""
+    if data["estimate_hours"] is None:
+        data = {**data, "estimate_hours": patterns.get_pattern(data["pattern"]).default_estimate_hours}
+    return WorkSpec(**data)
 
 
 def work_submit(*, session: Session, work: WorkSpec, user=None) -> Workflow:
     """Start a workflow of `work.pattern` in `session`; its first task is ready at once."""
-    _validate_work(work)
+    work = _validate_work(work)
     if session.status in (Session.Status.COMPLETED, Session.Status.FAILED):
         raise ConflictError(f"session is {session.status}", field="session")
     with transaction.atomic():
@@ -192,12 +157,13 @@ def work_submit(*, session: Session, work: WorkSpec, user=None) -> Workflow:
 
 
 def _submit(*, session: Session, work: WorkSpec, user, now) -> Workflow:
-    estimate = _validate_work(work)
+    """Create the workflow of already validated work (see _validate_work) and its first task."""
+    estimate = work.estimate_hours
     pattern = patterns.get_pattern(work.pattern)
     workflow = Workflow.objects.create(
         session=session,
         pattern=pattern.key,
-        title=work.title.strip(),
+        title=work.title,
         description=work.description,
         priority=work.priority,
         files=list(work.files),
@@ -314,11 +280,12 @@ def agent_restart(*, agent: Agent, user=None) -> Agent:
 
 
 def agent_update(*, agent: Agent, user=None, **changes) -> Agent:
-    """Change an agent's name, capabilities, concurrency or runtime (validated)."""
+    """Change an agent's name, capabilities, concurrency or runtime (validated as the API validates them)."""
     allowed = {"name", "capabilities", "concurrency", "runtime", "runtime_config"}
     unknown = set(changes) - allowed
     if unknown:
         raise DomainError("cannot be changed here", field=sorted(unknown)[0])
+    changes = validate_input(AgentUpdateInputSerializer, changes)
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
         runtime = changes.get("runtime", agent.runtime)
@@ -329,17 +296,25 @@ def agent_update(*, agent: Agent, user=None, **changes) -> Agent:
                 )
             except RuntimeConfigError as exc:
                 raise DomainError(errors={f"runtime_config.{k}": v for k, v in exc.errors.items()}) from exc
-        if "concurrency" in changes and not 1 <= int(changes["concurrency"]) <= 32:
-            raise DomainError("must be between 1 and 32", field="concurrency")
-        if "concurrency" in changes and int(changes["concurrency"]) < agent.active_tasks:
+        if "concurrency" in changes and changes["concurrency"] < agent.active_tasks:
             raise ConflictError("lower than the tasks it runs now", field="concurrency")
+        if "name" in changes and changes["name"] != agent.name and agent_name_taken(agent.session_id, changes["name"]):
+            raise ConflictError(f"an agent named {changes['name']!r} already serves this session", field="name")
         for key, value in changes.items():
             setattr(agent, key, value)
-        agent.save()
+        try:
+            with transaction.atomic():
+                agent.save()
+        except IntegrityError as exc:  # a concurrent create or rename took the name
+            raise ConflictError(f"an agent named {agent.name!r} already serves this session", field="name") from exc
         _agent_event(
             agent, E.AGENT_UPDATED, f"{agent.name} updated ({', '.join(sorted(changes))})", fields=sorted(changes)
         )
     return agent
+
+
+def agent_name_taken(session_id: int | None, name: str) -> bool:
+    return session_id is not None and Agent.objects.filter(session_id=session_id, name=name).exists()
 
 
 # --- Tasks -----------------------------------------------------------------------
@@ -354,7 +329,7 @@ def task_retry(*, task: Task, user=None) -> Task:
             raise ConflictError(
                 f"only failed, blocked or cancelled tasks can be retried; this one is {task.status}", field="status"
             )
-        if task.decisions.filter(status="open").exists():
+        if task.decisions.filter(status=Decision.Status.OPEN).exists():
             raise ConflictError("an open decision waits on this task; answer it instead", field="status")
         task.status = Task.Status.READY
         task.max_attempts = task.attempt + settings.HIVE["MAX_ATTEMPTS"]
@@ -402,14 +377,14 @@ def task_cancel(*, task: Task, user=None, reason: str = "") -> Task:
             TaskAttempt.objects.filter(task=task, status=TaskAttempt.Status.RUNNING).update(
                 status=TaskAttempt.Status.FAILED, finished_at=now, summary="cancelled"
             )
-        task.decisions.filter(status="open").update(status="cancelled")
+        task.decisions.filter(status=Decision.Status.OPEN).update(status=Decision.Status.CANCELLED)
         workflow = task.workflow
         if workflow.status in Workflow.OPEN_STATUSES:
             workflow.status = Workflow.Status.CANCELLED
             workflow.completed_at = now
             workflow.save(update_fields=["status", "completed_at"])
             Task.objects.filter(
-                workflow=workflow, status__in=[Task.Status.READY, Task.Status.PENDING, Task.Status.BLOCKED]
+                workflow=workflow, status__in=[Task.Status.READY, Task.Status.BLOCKED]
             ).update(status=Task.Status.CANCELLED, finished_at=now)
         events_record(
             [

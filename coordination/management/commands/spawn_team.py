@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from coordination.exceptions import DomainError
-from coordination.management.base import require_migrated_database
+from coordination.management.base import refusal, require_migrated_database
 from coordination.teamfile import load_team_file, team_spawn_from_config
 
 
@@ -18,6 +18,6 @@ class Command(BaseCommand):
         try:
             session = team_spawn_from_config(load_team_file(options["config"]))
         except DomainError as exc:
-            raise CommandError(exc.message) from exc
+            raise refusal(exc) from None
         agents = ", ".join(f"{a.name} ({a.runtime})" for a in session.agents.all())
         self.stdout.write(self.style.SUCCESS(f"Session {session.pk} “{session.name}” spawned: {agents}"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from coordination.exceptions import DomainError
-from coordination.management.base import require_migrated_database
+from coordination.management.base import refusal, require_migrated_database
 from coordination.models import Session
 from coordination.patterns import PATTERNS
 from coordination.services import WorkSpec, work_submit
@@ -24,7 +24,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         require_migrated_database()
         ref = options["session"]
-        session = Session.objects.filter(pk=int(ref)).first() if ref.isdigit() else None
+        if "\x00" in ref:
+            raise CommandError("--session: must not contain NUL characters")
+        session = Session.objects.filter(pk=int(ref)).first() if ref.isascii() and ref.isdigit() else None
         session = session or Session.objects.filter(name=ref).order_by("-created_at").first()
         if session is None:
             raise CommandError(f"no session with id or name {ref!r}")
@@ -39,5 +41,5 @@ class Command(BaseCommand):
         try:
             workflow = work_submit(session=session, work=work)
         except DomainError as exc:
-            raise CommandError(exc.message) from exc
+            raise refusal(exc) from None
         self.stdout.write(self.style.SUCCESS(f"Workflow {workflow.pk} “{workflow.title}” submitted to {session.name}"))
