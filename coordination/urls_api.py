@@ -1,10 +1,11 @@
-"""JSON API under /api/, its OpenAPI schema and docs, health checks and the Prometheus endpoint."""
+"""Coordination's JSON API, its OpenAPI schema and docs, health checks and the Prometheus endpoint.
 
-from django.urls import include, path
+hive_project.urls mounts `api_patterns` under /api/ together with the metrics app's.
+"""
+
+from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
-
-from metrics.api import BusinessValueView, CoordinationMetricsView
 
 from .api import health, views
 from .intake.api import IntakeView
@@ -18,9 +19,7 @@ router.register("decisions", views.DecisionViewSet, basename="decision")
 
 api_patterns = [
     path("coordination/status", views.CoordinationStatusView.as_view(), name="coordination-status"),
-    path("coordination/metrics", CoordinationMetricsView.as_view(), name="coordination-metrics"),
     path("coordination/spawn", views.CoordinationSpawnView.as_view(), name="coordination-spawn"),
-    path("coordination/business-value", BusinessValueView.as_view(), name="coordination-business-value"),
     path("events", views.EventListView.as_view(), name="events"),
     # Any segment reaches the view, so an unknown or malformed slug is a JSON 404 like a missing one.
     path("intake/<str:slug>", IntakeView.as_view(), name="intake"),
@@ -30,7 +29,6 @@ api_patterns = [
 ]
 
 urlpatterns = [
-    path("api/", include((api_patterns, "api"))),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.PrometheusMetricsView.as_view(), name="prometheus-metrics"),

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from coordination.api import serializers as s
+from agents.models import Agent
 from coordination.api.cache import WINDOW_SCALE, cached_read
-from coordination.api.views import WINDOW_PARAMETER, errors, window_param
+from coordination.api.common import errors, validated
 
 from . import selectors
+from . import serializers as s
 from .models import ValueAssumptions
+
+WINDOW_PARAMETER = OpenApiParameter(
+    "window",
+    str,
+    enum=list(selectors.WINDOWS),
+    default=s.DEFAULT_WINDOW,
+    description="Time window of the figures.",
+)
+
+
+def window_param(request: Request) -> str:
+    """The `window` query parameter; a bad or empty one is a 400 naming `window`."""
+    # A plain dict, so an empty `window=` is refused instead of standing for the default.
+    return validated(s.WindowQuerySerializer, request.query_params.dict())["window"]
 
 
 class CoordinationMetricsView(APIView):
@@ -41,3 +58,20 @@ class BusinessValueView(APIView):
         edited = ValueAssumptions.objects.values_list("updated_at", flat=True).first()
         key = f"value:{window}:{edited.timestamp() if edited else 0}"
         return Response(cached_read(key, lambda: selectors.business_value(window=window), scale=WINDOW_SCALE[window]))
+
+
+class AgentPerformanceView(APIView):
+    @extend_schema(
+        parameters=[WINDOW_PARAMETER],
+        responses={200: s.AgentPerformanceSerializer, **errors(400, 401, 403, 404)},
+        tags=["agents"],
+        operation_id="agents_performance_retrieve",
+    )
+    def get(self, request: Request, pk: str) -> Response:
+        """The agent's record in a window: completions, failures, utilisation, tokens, cost."""
+        window = window_param(request)
+        if not (pk.isascii() and pk.isdigit()):
+            raise Http404  # a malformed id is a JSON 404 like a missing one
+        agent = get_object_or_404(Agent, pk=int(pk))
+        data = selectors.agent_performance(agent=agent, window=window)
+        return Response(s.AgentPerformanceSerializer(data).data)

@@ -1,0 +1,11 @@
+"""Metric endpoints of the JSON API; hive_project.urls mounts them under /api/ beside coordination's."""
+
+from django.urls import path
+
+from .api import AgentPerformanceView, BusinessValueView, CoordinationMetricsView
+
+api_patterns = [
+    path("coordination/metrics", CoordinationMetricsView.as_view(), name="coordination-metrics"),
+    path("coordination/business-value", BusinessValueView.as_view(), name="coordination-business-value"),
+    path("agents/<str:pk>/performance", AgentPerformanceView.as_view(), name="agent-performance"),
+]
