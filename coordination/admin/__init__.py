@@ -5,15 +5,17 @@ through a service (so events are written and the API's refusals apply), and
 what an operator may do to existing rows (retry, cancel, answer, pause) is
 offered as actions that call the services and report per object. The Agent
 admin lives here too: agents change only through these services, and the
-agents app itself depends on no other app.
+agents app itself depends on no other app. Intake sources register from
+coordination.intake.admin, with the same helpers.
 """
 
 from django.contrib import admin
 
+from ..intake import admin as intake
 from . import agents, records, sessions, work
 
 admin.site.site_header = "Agent Hive operations"
 admin.site.site_title = "Agent Hive admin"
 admin.site.index_title = "Crew, coordination and value settings"
 
-__all__ = ["agents", "records", "sessions", "work"]
+__all__ = ["agents", "intake", "records", "sessions", "work"]

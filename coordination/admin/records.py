@@ -8,7 +8,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.template.response import TemplateResponse
 
 from .. import services
-from ..models import CoordinationEvent, CoordinatorInstance, Decision
+from ..models import CoordinationEvent, CoordinatorInstance, Decision, EventPrune
 from .helpers import ReadOnlyAdmin, human_age, run_for_each, status_badge
 
 # --- Events ------------------------------------------------------------------------
@@ -26,6 +26,29 @@ class CoordinationEventAdmin(ReadOnlyAdmin):
     # Counting a large event table on every page is the slow part; the pager does without.
     show_full_result_count = False
     actions = None
+
+
+@admin.register(EventPrune)
+class EventPruneAdmin(ReadOnlyAdmin):
+    """Retention runs (`prune_events`, the daemons' daily run): what went, where it was archived."""
+
+    list_display = (
+        "id",
+        "started_at",
+        "trigger",
+        "status_display",
+        "older_than",
+        "deleted",
+        "pruned_through_id",
+        "archive",
+        "owner",
+    )
+    list_filter = ("status", "trigger")
+    actions = None
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: EventPrune):
+        return status_badge(obj.status, obj.get_status_display())
 
 
 # --- Decisions -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from .. import patterns
-from ..admin import OperatorActionsMixin, ReadOnlyAdmin, human_age, status_badge
+from ..admin.helpers import OperatorActionsMixin, ReadOnlyAdmin, human_age, status_badge
 from . import services
 from .models import IntakeDelivery, IntakeSource
 
