@@ -53,6 +53,37 @@ TEXT_PLACEHOLDERS = frozenset(
 # argv[0] decides what runs, so task text must never reach it
 EXECUTABLE_PLACEHOLDERS = frozenset({"workspace"})
 
+# Programs that run their script argument as code, and the flags that take that script.
+# Task text inside such a script would be code too, so placeholders may not appear in it.
+SCRIPT_FLAGS = {
+    "sh": {"-c"},
+    "bash": {"-c"},
+    "dash": {"-c"},
+    "zsh": {"-c"},
+    "ksh": {"-c"},
+    "fish": {"-c", "--command"},
+    "csh": {"-c"},
+    "tcsh": {"-c"},
+    "busybox": {"-c"},
+    "python": {"-c"},
+    "pypy": {"-c"},
+    "node": {"-e", "--eval", "-p", "--print"},
+    "deno": {"eval"},
+    "bun": {"-e", "--eval", "-p", "--print"},
+    "perl": {"-e", "-E"},
+    "ruby": {"-e"},
+    "php": {"-r"},
+    "lua": {"-e"},
+    "pwsh": {"-c", "-command", "-Command"},
+    "powershell": {"-c", "-command", "-Command"},
+    "Rscript": {"-e"},
+    "osascript": {"-e"},
+    "tclsh": set(),
+    "awk": set(),
+}
+INTERPRETER_VERSION = re.compile(r"^(python|pypy|perl|ruby|php|lua|node)[0-9.]*$")
+ENV_TEXT_VARIABLES = "HIVE_TITLE, HIVE_DESCRIPTION, HIVE_HANDOFF_NOTE, HIVE_ROLE, HIVE_STEP, HIVE_TASK_ID"
+
 DEFAULT_ENV_ALLOW = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH"]
 DEFAULT_TIMEOUT_S = 600
 DEFAULT_MAX_OUTPUT_BYTES = 65536
@@ -141,6 +172,7 @@ class CommandRuntime(Runtime):
             "simulated": _check_simulated(checker),
         }
         _check_argv(checker, argv=clean["argv"])
+        _check_scripts(checker, argv=clean["argv"])
         _check_cwd(checker, cwd=clean["cwd"])
         _check_env(checker, env_allow=clean["env_allow"], env=clean["env"])
         checker.check()
@@ -299,6 +331,58 @@ def _check_argv(checker: ConfigChecker, *, argv: list[str]) -> None:
             checker.fail("argv", f"element {index}: {FILES_ELEMENT} must be a whole argv element")
         elif index == 0 and (not element.strip() or set(names) - EXECUTABLE_PLACEHOLDERS):
             checker.fail("argv", "element 0 must name the program; only {workspace} may appear in it")
+
+
+def _program(element: str) -> str:
+    """The interpreter an argv element names: /usr/bin/python3.12 -> python, bash -> bash."""
+    name = PurePosixPath(element).name
+    match = INTERPRETER_VERSION.match(name)
+    return match.group(1) if match else name
+
+
+def _script_positions(argv: list[str]) -> list[tuple[int, str]]:
+    """Indexes of argv elements a shell or interpreter runs as code, with the command that runs them.
+
+    `env [VAR=x] sh -c SCRIPT`, `bash -lc SCRIPT`, `python3 -c SCRIPT`, `node -e SCRIPT`, …
+    """
+    start = 0
+    if argv and _program(argv[0]) == "env":
+        start = 1
+        while start < len(argv) and (argv[start].startswith("-") or "=" in argv[start]):
+            start += 1
+    if start >= len(argv):
+        return []
+    program = _program(argv[start])
+    flags = SCRIPT_FLAGS.get(program)
+    if flags is None:
+        return []
+    positions = []
+    for index in range(start + 1, len(argv)):
+        element = argv[index]
+        short_combined = element.startswith("-") and not element.startswith("--") and "c" in element[1:]
+        if element in flags or (program in {"sh", "bash", "dash", "zsh", "ksh"} and short_combined):
+            if index + 1 < len(argv):
+                positions.append((index + 1, f"{program} {element}"))
+            break
+    if not flags and start + 1 < len(argv):
+        # awk and tclsh run their first non-option argument
+        rest = [i for i in range(start + 1, len(argv)) if not argv[i].startswith("-")]
+        if rest:
+            positions.append((rest[0], program))
+    return positions
+
+
+def _check_scripts(checker: ConfigChecker, *, argv: list[str]) -> None:
+    """Task text must never become code: no placeholders inside a shell's or an interpreter's script."""
+    for index, command in _script_positions(argv):
+        names = [name for _, name in PLACEHOLDER.findall(argv[index]) if name]
+        if names:
+            checker.fail(
+                "argv",
+                f"element {index} is the script of `{command}` and uses {{{names[0]}}}: task text there would run "
+                f"as code; read it from the environment instead ({ENV_TEXT_VARIABLES}, e.g. \"$HIVE_TITLE\")",
+            )
+            return
 
 
 def _check_cwd(checker: ConfigChecker, *, cwd: str) -> None:

@@ -358,3 +358,40 @@ def process_running(pid: int) -> bool:
 
 def test_process_running_sees_this_process():
     assert process_running(os.getpid())
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sh", "-c", "echo {title} > out.txt"],
+        ["bash", "-lc", "make {step}"],
+        ["/usr/bin/env", "LANG=C", "python3.11", "-c", "print('{description}')"],
+        ["node", "--eval", "console.log(`{title}`)"],
+        ["perl", "-e", "print q({handoff_note})"],
+        ["ruby", "-e", "puts '{title}'"],
+        ["php", "-r", "echo '{title}';"],
+    ],
+)
+def test_placeholders_inside_a_script_argument_are_refused(argv):
+    with pytest.raises(RuntimeConfigError) as exc:
+        build_runtime("command", {"argv": argv})
+    message = exc.value.errors["argv"]
+    assert "run as code" in message and "HIVE_TITLE" in message
+
+
+def test_task_text_cannot_become_a_shell_command(workspace):
+    """The README's promise: a title of `x; touch INJECTED` never runs, whatever the argv."""
+    hostile = "x; touch INJECTED"
+    with pytest.raises(RuntimeConfigError, match="HIVE_TITLE"):
+        build_runtime("command", {"argv": ["sh", "-c", "echo {title} > out.txt"]})
+    # What the message points to: the script reads the title from the environment, as data.
+    runtime = build_runtime("command", {"argv": ["sh", "-c", 'echo "$HIVE_TITLE" > out.txt']})
+    result = runtime.run(make_ctx(workspace=workspace, title=hostile))
+    assert result.outcome == Outcome.SUCCESS
+    assert (workspace / "out.txt").read_text() == hostile + "\n"
+    assert not (workspace / "INJECTED").exists()
+    # A placeholder as its own argument after the script stays one literal argument too.
+    runtime = build_runtime("command", {"argv": ["sh", "-c", 'echo "$1" > out2.txt', "sh", "{title}"]})
+    runtime.run(make_ctx(workspace=workspace, title=hostile))
+    assert (workspace / "out2.txt").read_text() == hostile + "\n"
+    assert not (workspace / "INJECTED").exists()
