@@ -164,9 +164,6 @@ class ServiceFormAdmin(OperatorActionsMixin, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         """The service already wrote the row while the form was validated."""
 
-    def save_related(self, request, form, formsets, change):
-        """Nothing related is edited here; the services own it."""
-
     def has_add_permission(self, request) -> bool:
         return is_operator(request.user)
 
