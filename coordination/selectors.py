@@ -84,15 +84,18 @@ def coordination_status(*, now: datetime | None = None) -> dict[str, Any]:
         open_counts[status] += n
         per_session.setdefault(session_id, Counter())[status] += n
 
-    decision_row = Decision.objects.filter(status=Decision.Status.OPEN).aggregate(
-        open=Count("pk"), overdue=Count("pk", filter=Q(deadline__lt=now))
-    )
-    decisions_by_session = dict(
+    # Open decisions per session; the totals are their sums (decision_open_idx leads with status).
+    decisions_by_session: dict[int, int] = {}
+    decision_row = {"open": 0, "overdue": 0}
+    for session_id, n, overdue in (
         Decision.objects.filter(status=Decision.Status.OPEN)
         .values_list("session_id")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("pk"), overdue=Count("pk", filter=Q(deadline__lt=now)))
         .order_by()
-    )
+    ):
+        decisions_by_session[session_id] = n
+        decision_row["open"] += n
+        decision_row["overdue"] += overdue
 
     live_agents = Agent.objects.filter(Q(session__isnull=True) | Q(session__status__in=LIVE_SESSION_STATUSES))
     by_role: Counter = Counter()

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from coordination.exceptions import DomainError
-from coordination.models import Decision, Session, Task, Workflow
+from coordination.models import Decision, Session, Task, TaskAttempt, Workflow
 
 from .models import ValueAssumptions
 
@@ -234,7 +234,7 @@ def _hours(value) -> Decimal:
 
 
 def coordination_metrics(*, window: str) -> dict[str, Any]:
-    """How well the crew coordinates in `window` ("1h", "24h", "7d", "all").
+    """How well the crew coordinates in `window` ("1h", "24h", "7d", "all"). Eleven queries ("all": twelve).
 
     Returns::
 
@@ -418,7 +418,7 @@ METRIC_DEFINITIONS = {
 
 
 def business_value(*, window: str) -> dict[str, Any]:
-    """What the recorded work in `window` is worth under the operator's assumptions.
+    """What the recorded work in `window` is worth under the operator's assumptions. Three queries.
 
     Returns::
 
@@ -511,7 +511,7 @@ BUSINESS_FORMULAS = {
 
 
 def throughput_series(*, window: str, buckets: int = 24) -> list[dict[str, Any]]:
-    """Completions per time bucket. Two queries.
+    """Completions per time bucket. Two queries (three for "all", which first finds its start).
 
     Returns ``[{"start": iso, "tasks_completed": int, "workflows_completed": int, "failures": int}, …]``
     with exactly `buckets` entries (1..200), oldest first; "all" spans from the first session.
@@ -589,7 +589,10 @@ def cost_by_role(*, window: str) -> list[dict[str, Any]]:
 
 
 def agent_performance(*, agent: Agent, window: str) -> dict[str, Any]:
-    """One agent's record in `window`. Two queries.
+    """One agent's record in `window`. Three queries.
+
+    Failures are the agent's failed attempts, so work it failed that another agent or a
+    human finished still counts against its success rate.
 
     Returns ``{"agent_id", "name", "role", "runtime", "simulated", "window", "completed", "failed",
     "success_rate": float | None, "utilisation": float | None, "busy_seconds", "tokens_in", "tokens_out",
@@ -601,7 +604,6 @@ def agent_performance(*, agent: Agent, window: str) -> dict[str, Any]:
     worked = Q(status__in=TASK_WORKED, started_at__isnull=False)
     row = tasks.aggregate(
         completed=Count("pk", filter=Q(status=Task.Status.COMPLETED)),
-        failed=Count("pk", filter=Q(status=Task.Status.FAILED)),
         busy=Coalesce(Sum(seconds_between("started_at", "finished_at"), filter=worked), Value(0.0)),
         worked=Count("pk", filter=worked),
         tokens_in=Coalesce(Sum("tokens_in"), Value(0)),
@@ -619,7 +621,10 @@ def agent_performance(*, agent: Agent, window: str) -> dict[str, Any]:
     for item in recent:
         item["started_at"] = item["started_at"].isoformat() if item["started_at"] else None
         item["finished_at"] = item["finished_at"].isoformat() if item["finished_at"] else None
-    done = row["completed"] + row["failed"]
+    failed = TaskAttempt.objects.filter(
+        _in_window("finished_at", start), agent=agent, status=TaskAttempt.Status.FAILED
+    ).count()
+    done = row["completed"] + failed
     return {
         "agent_id": agent.pk,
         "name": agent.name,
@@ -628,7 +633,7 @@ def agent_performance(*, agent: Agent, window: str) -> dict[str, Any]:
         "simulated": agent.is_simulated,
         "window": window,
         "completed": row["completed"],
-        "failed": row["failed"],
+        "failed": failed,
         "success_rate": _share(row["completed"], done),
         "utilisation": round(row["busy"] / (span * agent.concurrency), 4) if span else None,
         "busy_seconds": round(row["busy"], 1),

@@ -66,8 +66,11 @@ def task_for_step(
         round=visits[step.key],
         handoff_note=note[:NOTE_LIMIT],
         max_attempts=settings.HIVE["MAX_ATTEMPTS"],
-        human_estimate_hours=patterns.step_estimate(
-            pattern=pattern, step=step, workflow_estimate=Decimal(workflow.human_estimate_hours)
+        # A step's share of the estimate is earned once: later rounds are rework, not more delivered work.
+        human_estimate_hours=(
+            patterns.step_estimate(pattern=pattern, step=step, workflow_estimate=Decimal(workflow.human_estimate_hours))
+            if visits[step.key] == 1
+            else Decimal("0")
         ),
         created_at=now,
         ready_at=None if gated else now,

@@ -6,7 +6,6 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from coordination.engine import Engine
 from tests.conftest import issue_token
 
 
@@ -48,20 +47,3 @@ def operator_client(operator_token):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {operator_token}")
     return client
-
-
-def run_until_quiet(engine: Engine, *, ticks: int = 200) -> None:
-    """Tick and drain until nothing is claimed, applied or running."""
-    for _ in range(ticks):
-        report = engine.tick()
-        engine.drain(timeout=5)
-        if not report.busy and not engine.in_flight and not engine.tick().busy:
-            return
-    raise AssertionError("the crew did not settle")
-
-
-@pytest.fixture
-def engine(db):
-    engine = Engine(concurrency=2)
-    yield engine
-    engine.shutdown(grace=1)

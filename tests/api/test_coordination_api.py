@@ -10,7 +10,7 @@ from agents.models import Agent
 from coordination.models import CoordinationEvent, Session, Workflow
 from coordination.services import WorkSpec, coordinator_register, work_submit
 from metrics.models import ValueAssumptions
-from tests.api.conftest import run_until_quiet
+from tests.conftest import run_until_quiet
 
 pytestmark = pytest.mark.django_db
 

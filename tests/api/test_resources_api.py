@@ -6,7 +6,7 @@ import pytest
 
 from coordination.models import CoordinationEvent, Decision, Session, Task, Workflow
 from coordination.services import MemberSpec, WorkSpec, team_spawn, work_submit
-from tests.api.conftest import run_until_quiet
+from tests.conftest import run_until_quiet
 
 pytestmark = pytest.mark.django_db
 

@@ -9,19 +9,17 @@ import pytest
 from django.core.serializers.json import DjangoJSONEncoder
 
 from coordination import selectors
-from coordination.engine import Engine
 from coordination.exceptions import DomainError
 from coordination.services import WorkSpec, work_submit
 from metrics import selectors as metrics
-from tests.api.conftest import run_until_quiet
+from tests.conftest import run_until_quiet
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
 
 @pytest.fixture
-def delivered(crew):
+def delivered(crew, engine):
     workflow = work_submit(session=crew, work=WorkSpec(title="Add coupons", estimate_hours=Decimal("12")))
-    engine = Engine(concurrency=2)
     run_until_quiet(engine)
     engine.shutdown(grace=1)
     workflow.refresh_from_db()

@@ -1,0 +1,62 @@
+"""The hot reads run the number of queries their docstrings promise, whatever the number of rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordination import selectors
+from coordination.services import WorkSpec, work_submit
+from metrics import selectors as metrics
+from tests.conftest import run_until_quiet
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=[1, 3], ids=["one-workflow", "three-workflows"])
+def worked(request, crew, engine):
+    """Delivered work; the counts below must not depend on how much."""
+    for i in range(request.param):
+        work_submit(session=crew, work=WorkSpec(title=f"Work {i}", pattern="code_review_cycle"))
+    run_until_quiet(engine)
+    return crew
+
+
+def test_coordination_status_runs_seven_queries(worked, django_assert_num_queries):
+    with django_assert_num_queries(7):
+        status = selectors.coordination_status()
+    assert status["agents_total"] == 7
+
+
+@pytest.mark.parametrize("window, queries", [("1h", 11), ("24h", 11), ("7d", 11), ("all", 12)])
+def test_coordination_metrics_query_count(worked, django_assert_num_queries, window, queries):
+    with django_assert_num_queries(queries):
+        data = metrics.coordination_metrics(window=window)
+    assert data["throughput"]["workflows_completed"] >= 1
+
+
+@pytest.mark.parametrize("window", ["24h", "all"])
+def test_business_value_runs_three_queries(worked, django_assert_num_queries, window):
+    metrics.business_value(window=window)  # the assumptions row exists from here on
+    with django_assert_num_queries(3):
+        value = metrics.business_value(window=window)
+    assert value["hours_saved"] > 0
+
+
+def test_series_cost_and_agent_performance(worked, django_assert_num_queries):
+    with django_assert_num_queries(2):
+        metrics.throughput_series(window="24h")
+    with django_assert_num_queries(1):
+        metrics.cost_by_role(window="24h")
+    agent = worked.agents.get(name="developer-1")
+    with django_assert_num_queries(3):
+        metrics.agent_performance(agent=agent, window="24h")
+
+
+@pytest.mark.parametrize("window, queries", [("24h", 30), ("all", 32)])
+def test_console_overview_query_count(worked, operator, client, django_assert_num_queries, window, queries):
+    """28 queries of figures (30 for "all") plus the request's session and user."""
+    client.force_login(operator)
+    client.get(f"/?window={window}")  # the assumptions row exists from here on
+    with django_assert_num_queries(queries):
+        response = client.get(f"/?window={window}")
+    assert response.status_code == 200
