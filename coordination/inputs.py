@@ -62,7 +62,7 @@ class WholeNumberField(serializers.IntegerField):
     {
         "oneOf": [
             {"type": "number", "minimum": 0, "maximum": float(Workflow.ESTIMATE_MAX_HOURS)},
-            {"type": "string", "pattern": r"^\d{1,5}(\.\d{1,2})?$"},
+            {"type": "string", "pattern": r"^(10000(\.0{1,2})?|\d{1,4}(\.\d{1,2})?)$"},
         ],
         "nullable": True,
     }
@@ -71,9 +71,14 @@ class HoursField(serializers.DecimalField):
     """Hours as a JSON number or a decimal string ("12.5"); NaN and infinities are refused."""
 
     def to_internal_value(self, data):
-        if isinstance(data, bool):
+        if isinstance(data, bool) or data == "":
             self.fail("invalid")
         return super().to_internal_value(data)
+
+    def validate_empty_values(self, data):
+        if data == "":  # "" is not a number of hours; null (or leaving it out) asks for the default
+            self.fail("invalid")
+        return super().validate_empty_values(data)
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True})
@@ -146,7 +151,7 @@ class MemberInputSerializer(serializers.Serializer):
 
 
 class AgentCreateInputSerializer(MemberInputSerializer):
-    session = serializers.PrimaryKeyRelatedField(queryset=Session.objects.all())
+    session = WholeNumberField(min_value=1, help_text="Session id; an unknown one is a 404.")
 
 
 class AgentUpdateInputSerializer(serializers.Serializer):
@@ -203,7 +208,7 @@ class WorkInputSerializer(serializers.Serializer):
 
 
 class SubmitWorkInputSerializer(WorkInputSerializer):
-    session = serializers.PrimaryKeyRelatedField(queryset=Session.objects.all())
+    session = WholeNumberField(min_value=1, help_text="Session id; an unknown one is a 404.")
 
 
 class SessionInputSerializer(serializers.Serializer):
@@ -226,21 +231,14 @@ class SessionInputSerializer(serializers.Serializer):
 
 class SpawnInputSerializer(SessionInputSerializer):
     members = MemberInputSerializer(
-        many=True, required=False, help_text="Default: one scripted (simulated) agent per role."
+        many=True,
+        required=False,
+        min_length=1,
+        max_length=MAX_TEAM_MEMBERS,
+        help_text="Default: one scripted (simulated) agent per role.",
     )
-    backlog = WorkInputSerializer(many=True, required=False, default=list)
+    backlog = WorkInputSerializer(many=True, required=False, default=list, max_length=MAX_BACKLOG_ITEMS)
 
-    def validate_members(self, value):
-        if not value:
-            raise serializers.ValidationError("a team needs at least one member")
-        if len(value) > MAX_TEAM_MEMBERS:
-            raise serializers.ValidationError(f"at most {MAX_TEAM_MEMBERS} members")
-        return value
-
-    def validate_backlog(self, value):
-        if len(value) > MAX_BACKLOG_ITEMS:
-            raise serializers.ValidationError(f"at most {MAX_BACKLOG_ITEMS} items")
-        return value
 
 
 # --- small inputs ------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 COST_QUANTUM = Decimal("0.000001")
 SUMMARY_MAX_CHARS = 200
+# A price or other non-negative decimal in a config, as the API schema describes it (see parse_decimal).
+DECIMAL_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*$"}]}
 
 
 class Outcome(enum.StrEnum):

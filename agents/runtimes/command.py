@@ -134,6 +134,38 @@ class BoundedCapture:
 
 class CommandRuntime(Runtime):
     kind: ClassVar[str] = "command"
+    # What validate_config accepts, for the published API schema (placeholders and scripts are checked beyond it).
+    config_schema: ClassVar[dict] = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["argv"],
+        "properties": {
+            "argv": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "string", "pattern": r"^[^\x00]*[^\x00\s][^\x00]*$"},
+                "description": "the program, then its arguments; {title}, {description}, {files}, … placeholders "
+                "fill arguments, never the program nor a shell's or an interpreter's script",
+            },
+            "cwd": {"type": "string", "description": "relative to the workspace, without '..'"},
+            "timeout": {"type": "number", "minimum": 1, "maximum": 86400},
+            "max_output_bytes": {"type": "integer", "minimum": 1024, "maximum": 10 * 1024 * 1024},
+            "env_allow": {"type": "array", "items": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}},
+            "env": {
+                "type": "object",
+                "patternProperties": {"^(?!HIVE_)[A-Za-z_][A-Za-z0-9_]*$": {"type": "string"}},
+                "additionalProperties": False,
+            },
+            "success_exit_codes": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "integer", "minimum": 0, "maximum": 255},
+            },
+            "verdict": {"enum": ["exit_code", "json_line"]},
+            "failure_outcome": {"enum": ["failure", "changes_requested", "conflict"]},
+            "simulated": {"type": "boolean"},
+        },
+    }
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:
@@ -322,6 +354,9 @@ def _check_argv(checker: ConfigChecker, *, argv: list[str]) -> None:
         if "\x00" in element:
             checker.fail("argv", f"element {index} must not contain NUL bytes")
             continue
+        if not element.strip():
+            checker.fail("argv", f"element {index} is blank; leave it out or give it text")
+            continue
         names = [name for _, name in PLACEHOLDER.findall(element) if name]
         unknown = sorted(set(names) - TEXT_PLACEHOLDERS - {"files"})
         if unknown:
@@ -380,7 +415,7 @@ def _check_scripts(checker: ConfigChecker, *, argv: list[str]) -> None:
             checker.fail(
                 "argv",
                 f"element {index} is the script of `{command}` and uses {{{names[0]}}}: task text there would run "
-                f"as code; read it from the environment instead ({ENV_TEXT_VARIABLES}, e.g. \"$HIVE_TITLE\")",
+                f'as code; read it from the environment instead ({ENV_TEXT_VARIABLES}, e.g. "$HIVE_TITLE")',
             )
             return
 

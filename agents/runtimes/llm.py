@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .base import (
+    DECIMAL_SCHEMA,
     ENV_NAME,
     ConfigChecker,
     Outcome,
@@ -81,6 +82,24 @@ class CallFailed(Exception):
 
 class LLMRuntime(Runtime):
     kind: ClassVar[str] = "llm"
+
+    # What validate_config accepts, for the published API schema.
+    config_schema: ClassVar[dict] = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["base_url", "model"],
+        "properties": {
+            "base_url": {"type": "string", "pattern": r"^https?://[^/?#\x00]+[^?#\x00]*$"},
+            "model": {"type": "string", "pattern": r"^[^\x00]*[^\x00\s][^\x00]*$"},
+            "api_key_env": {"type": "string", "pattern": r"^([A-Za-z_][A-Za-z0-9_]*)?$"},
+            "timeout": {"type": "number", "minimum": 1, "maximum": 3600},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+            "input_price_per_1k": DECIMAL_SCHEMA,
+            "output_price_per_1k": DECIMAL_SCHEMA,
+            "system_prompt": {"type": "string"},
+        },
+    }
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:

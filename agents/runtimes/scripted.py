@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from .base import (
+    DECIMAL_SCHEMA,
     ConfigChecker,
     Outcome,
     Runtime,
@@ -25,6 +26,22 @@ OUTCOME_NAMES = [str(outcome) for outcome in Outcome]
 class ScriptedRuntime(Runtime):
     kind: ClassVar[str] = "scripted"
     simulated: ClassVar[bool] = True
+    # What validate_config accepts, for the published API schema ([min, max] pairs must also be ordered).
+    config_schema: ClassVar[dict] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "seed": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+            "duration_s": {"type": "number", "minimum": 0, "maximum": MAX_DURATION_S, "description": "or [min, max]"},
+            "script": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "minItems": 1, "items": {"enum": OUTCOME_NAMES}},
+            },
+            "failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
+            "cost_per_1k_tokens": DECIMAL_SCHEMA,
+            "summaries": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:

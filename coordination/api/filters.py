@@ -7,13 +7,28 @@ not an error), choices by their documented values.
 from __future__ import annotations
 
 import django_filters
+from django import forms
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from agents.models import Agent
 from coordination.models import Decision, Session, Task, Workflow
 
 
-def by_id(field: str) -> django_filters.NumberFilter:
-    return django_filters.NumberFilter(field_name=f"{field}_id", min_value=0, help_text=f"{field} id")
+@extend_schema_field(OpenApiTypes.INT)
+class IdFilter(django_filters.NumberFilter):
+    """A whole-number id; any integer is valid and an unknown one (negative, huge) matches nothing."""
+
+    field_class = forms.IntegerField
+
+    def filter(self, qs, value):
+        if value is not None and not -(2**63) <= value < 2**63:  # no row has such an id (and SQLite cannot bind it)
+            return qs.none()
+        return super().filter(qs, value)
+
+
+def by_id(field: str) -> IdFilter:
+    return IdFilter(field_name=f"{field}_id", help_text=f"{field} id")
 
 
 class AgentFilter(django_filters.FilterSet):

@@ -7,10 +7,11 @@ Reads need a signed-in user (session or token); writes need operator rights
 from __future__ import annotations
 
 from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.http import urlencode
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers, status, viewsets
+from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -94,12 +95,14 @@ class AgentViewSet(ReadViewSet):
     ordering = ["id"]
 
     @extend_schema(
-        request=inputs.AgentCreateInputSerializer, responses={201: s.AgentSerializer, **errors(400, 401, 403, 409)}
+        request=inputs.AgentCreateInputSerializer,
+        responses={201: s.AgentSerializer, **errors(400, 401, 403, 404, 409)},
     )
     def create(self, request: Request) -> Response:
         """Add an agent to a session's team."""
-        data = validated(inputs.AgentCreateInputSerializer, request.data)
-        agent = agent_create(**data, user=request.user)
+        data = dict(validated(inputs.AgentCreateInputSerializer, request.data))
+        session = get_object_or_404(Session, pk=data.pop("session"))
+        agent = agent_create(session=session, **data, user=request.user)
         return Response(s.AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -139,7 +142,8 @@ class AgentViewSet(ReadViewSet):
         return Response(s.AgentSerializer(agent).data)
 
     @extend_schema(
-        request=inputs.AgentBulkInputSerializer, responses={200: s.AgentBulkOutputSerializer, **errors(400, 401, 403)}
+        request=inputs.AgentBulkInputSerializer,
+        responses={200: s.AgentBulkOutputSerializer, **errors(400, 401, 403, 404)},
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request: Request) -> Response:
@@ -149,7 +153,7 @@ class AgentViewSet(ReadViewSet):
         agents = {a.pk: a for a in Agent.objects.filter(pk__in=ids)}
         missing = [i for i in ids if i not in agents]
         if missing:
-            raise DomainError(f"no agent with id {', '.join(map(str, missing))}", field="ids")
+            raise exceptions.NotFound(f"no agent with id {', '.join(map(str, missing))}")
         results = []
         for agent_id in ids:
             agent = agents[agent_id]
@@ -253,12 +257,12 @@ class TaskViewSet(ReadViewSet):
 
     @extend_schema(
         request=inputs.SubmitWorkInputSerializer,
-        responses={201: s.WorkflowDetailSerializer, **errors(400, 401, 403, 409)},
+        responses={201: s.WorkflowDetailSerializer, **errors(400, 401, 403, 404, 409)},
     )
     def create(self, request: Request) -> Response:
         """Submit work: start a workflow of the chosen pattern; its first task is ready at once."""
         data = dict(validated(inputs.SubmitWorkInputSerializer, request.data))
-        session = data.pop("session")
+        session = get_object_or_404(Session, pk=data.pop("session"))
         workflow = services.work_submit(session=session, work=services.WorkSpec(**data), user=request.user)
         return Response(workflow_detail(workflow), status=status.HTTP_201_CREATED)
 

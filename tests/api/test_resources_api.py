@@ -84,7 +84,7 @@ def test_agents_bulk(crew, operator_client):
     assert [r["ok"] for r in data["results"]] == [False, True, True]
     assert all(r["agent"]["status"] == "paused" for r in data["results"])
     missing = operator_client.post("/api/agents/bulk", {"ids": [ids[0], 987654], "action": "resume"}, format="json")
-    assert missing.status_code == 400 and "ids" in fields_of(missing)
+    assert missing.status_code == 404 and "987654" in missing.json()["detail"]
     bad = operator_client.post("/api/agents/bulk", {"ids": ids, "action": "explode"}, format="json")
     assert bad.status_code == 400 and "action" in fields_of(bad)
 
