@@ -358,3 +358,16 @@ def test_manifest_names_the_app_and_its_icons(client, db):
 def test_offline_page_needs_no_login(client, db):
     response = client.get(reverse("console:offline"))
     assert response.status_code == 200 and b"data-offline-snapshot" in response.content
+
+
+def test_spawn_form_refuses_workspaces_outside_the_roots_and_deep_json(operator_client, settings, tmp_path):
+    settings.HIVE = {**settings.HIVE, "WORKSPACE_ROOTS": [tmp_path / "roots"]}
+    data = {"name": "Escape", "workspace": "/etc/hive", "runtime": "scripted", "roles": ["developer"]}
+    response = operator_client.post(reverse("console:spawn"), data)
+    assert response.status_code == 400
+    assert "HIVE_WORKSPACE_ROOTS" in response.context["form"].errors["workspace"][0]
+    deep = {**data, "workspace": "", "runtime_config": "[" * 5000 + "]" * 5000}
+    response = operator_client.post(reverse("console:spawn"), deep)
+    assert response.status_code == 400
+    assert "runtime_config" in response.context["form"].errors
+    assert Session.objects.count() == 0
