@@ -9,7 +9,7 @@ model constants the database constraints are made of.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -74,6 +74,12 @@ class HoursField(serializers.DecimalField):
         if isinstance(data, bool) or data == "":
             self.fail("invalid")
         return super().to_internal_value(data)
+
+    def validate_precision(self, value):
+        # Hours are kept to the cent: 1.234 h is 1.23 h, not an error (a negative stays refused by its sign).
+        if value.is_finite() and Decimal("0") <= value <= Workflow.ESTIMATE_MAX_HOURS:
+            value = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        return super().validate_precision(value)
 
     def validate_empty_values(self, data):
         if data == "":  # "" is not a number of hours; null (or leaving it out) asks for the default
@@ -240,7 +246,6 @@ class SpawnInputSerializer(SessionInputSerializer):
     backlog = WorkInputSerializer(many=True, required=False, default=list, max_length=MAX_BACKLOG_ITEMS)
 
 
-
 # --- small inputs ------------------------------------------------------------------------------
 
 
@@ -252,7 +257,7 @@ BULK_ACTIONS = ("pause", "resume", "restart")
 
 
 class AgentBulkInputSerializer(serializers.Serializer):
-    ids = serializers.ListField(child=WholeNumberField(min_value=1), min_length=1, max_length=500)
+    ids = serializers.ListField(child=WholeNumberField(min_value=1, max_value=2**63 - 1), min_length=1, max_length=500)
     action = serializers.ChoiceField(choices=[(a, a) for a in BULK_ACTIONS])
     reason = TextField(max_length=300, required=False, allow_blank=True, default="")
 

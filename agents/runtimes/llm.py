@@ -89,7 +89,7 @@ class LLMRuntime(Runtime):
         "additionalProperties": False,
         "required": ["base_url", "model"],
         "properties": {
-            "base_url": {"type": "string", "pattern": r"^https?://[^/?#\x00]+[^?#\x00]*$"},
+            "base_url": {"type": "string", "pattern": r"^https?://[^/?#\x00\s\[\]]+(/[^?#\x00]*)?$"},
             "model": {"type": "string", "pattern": r"^[^\x00]*[^\x00\s][^\x00]*$"},
             "api_key_env": {"type": "string", "pattern": r"^([A-Za-z_][A-Za-z0-9_]*)?$"},
             "timeout": {"type": "number", "minimum": 1, "maximum": 3600},
@@ -310,7 +310,11 @@ def call_with_deadline(*, fn: Callable[[], Any], cancel: threading.Event | None,
 def _check_base_url(checker: ConfigChecker, *, base_url: str) -> None:
     if "base_url" in checker.errors:
         return
-    parts = urlsplit(base_url)
+    try:
+        parts = urlsplit(base_url)
+    except ValueError:  # e.g. "http://[" is not a URL at all
+        checker.fail("base_url", "must be an http:// or https:// URL such as http://127.0.0.1:8000/v1")
+        return
     if parts.scheme not in {"http", "https"} or not parts.netloc:
         checker.fail("base_url", "must be an http:// or https:// URL such as http://127.0.0.1:8000/v1")
     elif parts.query or parts.fragment:

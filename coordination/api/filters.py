@@ -8,11 +8,32 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
+from rest_framework import exceptions
 
 from agents.models import Agent
 from coordination.models import Decision, Session, Task, Workflow
+
+
+class StrictFilterBackend(DjangoFilterBackend):
+    """An empty choice or id filter (`?status=`) is refused as the schema says, rather than read as no filter."""
+
+    def filter_queryset(self, request, queryset, view):
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None:
+            typed = {
+                name
+                for name, filter_ in filterset_class.base_filters.items()
+                if isinstance(filter_, django_filters.ChoiceFilter | django_filters.NumberFilter)
+            }
+            empty = sorted(name for name in typed if request.query_params.get(name) == "")
+            if empty:
+                raise exceptions.ValidationError(
+                    {name: ["may not be empty; leave the parameter out"] for name in empty}
+                )
+        return super().filter_queryset(request, queryset, view)
 
 
 @extend_schema_field(OpenApiTypes.INT)

@@ -9,6 +9,11 @@ bounds the serializer enforces; and no text of a request may hold a NUL characte
 
 from __future__ import annotations
 
+import os
+import re
+
+from django.conf import settings
+
 from agents.models import Agent
 from agents.runtimes import RUNTIMES
 from coordination.inputs import MAX_BACKLOG_ITEMS, MAX_TEAM_MEMBERS
@@ -52,6 +57,14 @@ def _member_variants(base: dict) -> list[dict]:
     return variants
 
 
+def workspace_pattern() -> str:
+    """Empty, or an absolute path inside a workspace root, without '..' and with segments a file system takes."""
+    roots = {str(root).rstrip("/") for root in settings.HIVE["WORKSPACE_ROOTS"]}
+    roots |= {os.path.realpath(root).rstrip("/") for root in roots}
+    alternatives = "|".join(re.escape(root) for root in sorted(roots))
+    return rf"^(?!.*/\.\.(/|$))((?:{alternatives})(/[^/\x00]{{0,255}})*/?)?$"
+
+
 def runtime_config_per_runtime(result, generator, request, public):
     """drf-spectacular postprocessing hook (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"])."""
     schemas = result.get("components", {}).get("schemas", {})
@@ -62,6 +75,9 @@ def runtime_config_per_runtime(result, generator, request, public):
     for name, schema in schemas.items():
         if name.endswith("Request"):
             _forbid_nul(schema)
+    for name in ("SpawnInputRequest", "SessionInputRequest"):
+        if name in schemas:
+            schemas[name]["properties"]["workspace"]["pattern"] = workspace_pattern()
     spawn = schemas.get("SpawnInputRequest")
     if spawn:
         spawn["properties"]["members"].update({"minItems": 1, "maxItems": MAX_TEAM_MEMBERS})

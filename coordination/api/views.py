@@ -13,6 +13,7 @@ from django.utils.http import urlencode
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -35,6 +36,7 @@ class ReadViewSet(viewsets.ReadOnlyModelViewSet):
     """List and detail; query-string filters and ordering apply to the list only."""
 
     pagination_class = HivePagination
+    filter_backends = [filters.StrictFilterBackend, OrderingFilter]
     # Any path segment reaches the view, so a malformed id is a JSON 404 like a missing one.
     lookup_value_regex = "[^/]+"
 

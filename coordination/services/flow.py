@@ -256,8 +256,8 @@ def batch_flush(batch: FlowBatch, *, now, record=events_record) -> None:
     if batch.workflows:
         Workflow.objects.bulk_update(list(batch.workflows.values()), ["status", "state", "completed_at"])
     if batch.cancelled_workflows:
-        Task.objects.filter(
-            workflow_id__in=batch.cancelled_workflows, status=Task.Status.READY
-        ).update(status=Task.Status.CANCELLED, finished_at=now)
+        Task.objects.filter(workflow_id__in=batch.cancelled_workflows, status=Task.Status.READY).update(
+            status=Task.Status.CANCELLED, finished_at=now
+        )
 
     record(batch.events, now=now)

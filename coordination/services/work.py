@@ -383,9 +383,9 @@ def task_cancel(*, task: Task, user=None, reason: str = "") -> Task:
             workflow.status = Workflow.Status.CANCELLED
             workflow.completed_at = now
             workflow.save(update_fields=["status", "completed_at"])
-            Task.objects.filter(
-                workflow=workflow, status__in=[Task.Status.READY, Task.Status.BLOCKED]
-            ).update(status=Task.Status.CANCELLED, finished_at=now)
+            Task.objects.filter(workflow=workflow, status__in=[Task.Status.READY, Task.Status.BLOCKED]).update(
+                status=Task.Status.CANCELLED, finished_at=now
+            )
         events_record(
             [
                 EventDraft(

@@ -287,3 +287,10 @@ def test_config_defaults():
     assert config["input_price_per_1k"] == config["output_price_per_1k"] == "0"
     assert config["api_key_env"] == ""
     json.dumps(config)
+
+
+@pytest.mark.parametrize("base_url", ["http://[", "http://[::1", "https://[zz]/v1"])
+def test_a_malformed_base_url_is_a_config_error(base_url):
+    with pytest.raises(RuntimeConfigError) as exc:
+        validate_runtime_config("llm", {"base_url": base_url, "model": "m"})
+    assert "base_url" in exc.value.errors

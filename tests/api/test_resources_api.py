@@ -44,11 +44,16 @@ def test_agent_create_update_and_actions(crew, operator_client):
     assert "window" in fields_of(operator_client.get(f"{url}/performance?window=year"))
 
 
+def test_agent_in_an_unknown_session_is_a_404(crew, operator_client):
+    response = operator_client.post("/api/agents", {"session": 999999, "role": "tester"}, format="json")
+    assert response.status_code == 404, response.content
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"role": "tester"}, "session"),
-        ({"session": 999999, "role": "tester"}, "session"),
+        ({"session": 0, "role": "tester"}, "session"),
         ({"session": "{session}", "role": "wizard"}, "role"),
         ({"session": "{session}", "role": "tester", "concurrency": 0}, "concurrency"),
         ({"session": "{session}", "role": "tester", "runtime": "llm", "runtime_config": {}}, "runtime_config"),
