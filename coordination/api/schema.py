@@ -75,6 +75,12 @@ def runtime_config_per_runtime(result, generator, request, public):
     for name, schema in schemas.items():
         if name.endswith("Request"):
             _forbid_nul(schema)
+    # Text filters refuse NUL too; `ordering` ignores what it does not know, so it stays as it is.
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if parameter.get("in") == "query" and parameter.get("name") != "ordering":
+                    _forbid_nul(parameter.get("schema"))
     for name in ("SpawnInputRequest", "SessionInputRequest"):
         if name in schemas:
             schemas[name]["properties"]["workspace"]["pattern"] = workspace_pattern()
