@@ -4,7 +4,7 @@ source "$(dirname "$0")/_venv.sh" requirements-dev.txt
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== lint-imports (layer contracts in pyproject.toml)"
-.venv/bin/lint-imports --no-cache
+.venv/bin/lint-imports --no-cache --no-logo
 echo "== makemigrations --check"
 .venv/bin/python manage.py makemigrations --check --dry-run
 echo "== pytest (database: ${DATABASE_URL:-sqlite}, channel layer: ${REDIS_URL:-in-memory})"
