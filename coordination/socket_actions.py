@@ -29,7 +29,7 @@ from rest_framework import serializers
 from agents.models import Agent
 from hive_project.signin import session_is_idle
 
-from . import services
+from . import inputs, services
 from .access.services import token_still_valid
 from .api import serializers as s
 from .exceptions import DomainError
@@ -43,11 +43,11 @@ class ActionError(Exception):
         self.status, self.code, self.detail, self.errors = status, code, detail, errors or {}
 
 
-class AgentActionInput(s.ReasonInputSerializer):
+class AgentActionInput(inputs.ReasonInputSerializer):
     agent = serializers.IntegerField(min_value=1)
 
 
-class DecisionAnswerActionInput(s.DecisionAnswerInputSerializer):
+class DecisionAnswerActionInput(inputs.DecisionAnswerInputSerializer):
     decision = serializers.IntegerField(min_value=1)
 
 

@@ -8,8 +8,6 @@ whatever the project defaults become).
 
 from __future__ import annotations
 
-import json
-
 from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -19,8 +17,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..api.serializers import WorkInputSerializer
 from ..exceptions import DomainError
+from ..inputs import WorkInputSerializer
+from ..jsonlimits import json_loads
 from ..services import WorkSpec
 from . import services
 from .models import IntakeSource
@@ -78,7 +77,7 @@ def _flat(errors, prefix: str = "") -> dict[str, str]:
 def _json_work(source: IntakeSource, body: bytes) -> WorkSpec:
     """Validate a JSON source's body with the API's rules for submitted work; the source gives the defaults."""
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = json_loads(body.decode("utf-8"))  # deep nesting is a ValueError here, not a RecursionError
     except (UnicodeDecodeError, ValueError) as exc:
         raise DomainError(f"not a JSON document: {exc}", field="body") from exc
     if not isinstance(data, dict):

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('agents', '0003_agent_concurrency_limits'),
-        ('coordination', '0003_drop_covered_fk_indexes'),
+        ('coordination', '0005_api_tokens'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
