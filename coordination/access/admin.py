@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
-from ..admin import human_age, status_badge
+from ..admin.helpers import human_age, status_badge
 from ..exceptions import DomainError
 from .models import ApiToken
 from .services import token_issue, token_issue_errors, token_revoke

@@ -5,12 +5,14 @@ through a service (so events are written and the API's refusals apply), and
 what an operator may do to existing rows (retry, cancel, answer, pause) is
 offered as actions that call the services and report per object. The Agent
 admin lives here too: agents change only through these services, and the
-agents app itself depends on no other app. Intake sources register from
-coordination.intake.admin, with the same helpers.
+agents app itself depends on no other app. API tokens and intake sources
+register from coordination.access.admin and coordination.intake.admin, with
+the same helpers.
 """
 
 from django.contrib import admin
 
+from ..access import admin as access
 from ..intake import admin as intake
 from . import agents, records, sessions, work
 
@@ -18,4 +20,4 @@ admin.site.site_header = "Agent Hive operations"
 admin.site.site_title = "Agent Hive admin"
 admin.site.index_title = "Crew, coordination and value settings"
 
-__all__ = ["agents", "intake", "records", "sessions", "work"]
+__all__ = ["access", "agents", "intake", "records", "sessions", "work"]
