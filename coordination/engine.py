@@ -25,6 +25,7 @@ from .models import CoordinatorInstance
 from .services import dispatch
 from .services.decisions import decisions_expire
 from .services.retention import DailyPrune
+from .signals import housekeeping
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,13 @@ def run_claim(claim: dispatch.Claim, cancel: threading.Event) -> RuntimeResult:
             error=f"runtime crashed: {type(exc).__name__}: {exc}",
             duration_s=time.monotonic() - started,
         )
+
+
+def _housekeeping_receivers(*, instance: CoordinatorInstance) -> None:
+    """Other apps' periodic checks (the coordination objective); one failing never stops the daemon."""
+    for receiver, outcome in housekeeping.send_robust(sender=Engine, instance=instance):
+        if isinstance(outcome, Exception):
+            logger.error("Housekeeping receiver %r failed", receiver, exc_info=outcome)
 
 
 class Engine:
@@ -181,6 +189,7 @@ class Engine:
         report.reclaimed = dispatch.tasks_reclaim_expired() + dispatch.agents_reclaim_dead()
         report.expired_decisions = decisions_expire()
         self.retention.step()  # daily event retention when HIVE_EVENT_RETENTION_DAYS is set; never raises
+        _housekeeping_receivers(instance=self.instance)
 
     def renew_leases(self) -> None:
         """Extend the leases of running work; a runtime whose lease was lost is told to stop."""

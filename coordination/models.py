@@ -308,6 +308,11 @@ class CoordinationEvent(models.Model):
         INTAKE_COMMAND = "intake_command", "Intake command applied"
         INTAKE_RECEIVED = "intake_received", "Intake delivery received"
         EVENTS_PRUNED = "events_pruned", "Old events pruned"
+        SLO_BREACHED = "slo_breached", "Coordination objective breached"
+        SLO_RECOVERED = "slo_recovered", "Coordination objective met again"
+        VALIDATION_STARTED = "validation_started", "Validation run started"
+        VALIDATION_PROGRESS = "validation_progress", "Validation run progress"
+        VALIDATION_FINISHED = "validation_finished", "Validation run finished"
 
     id = models.BigAutoField(primary_key=True)
     type = models.CharField(max_length=40, choices=Type.choices)
@@ -414,6 +419,7 @@ class Decision(models.Model):
         RETRIES_EXHAUSTED = "retries_exhausted", "Retries exhausted"
         CONFLICT = "conflict", "Conflict"
         BUDGET_EXCEEDED = "budget_exceeded", "Budget exceeded"
+        SLO_BREACHED = "slo_breached", "Coordination objective breached"
         OTHER = "other", "Other"
 
     class Status(models.TextChoices):

@@ -102,7 +102,10 @@ class DecisionSpec:
 #   retry    – run the task again with fresh attempts
 #   release  – let a gated task run
 #   abandon  – cancel the task and its workflow
-ACTIONS = ("accept", "loop", "retry", "release", "abandon")
+# What answering a decision about the whole crew (no task) does:
+#   note           – nothing but the record (acknowledge; "ignore" is read back by whoever raised it)
+#   pause_session  – pause the decision's session: its agents take no new work
+ACTIONS = ("accept", "loop", "retry", "release", "abandon", "note", "pause_session")
 
 DECISIONS: dict[str, DecisionSpec] = {
     "review_deadlock": DecisionSpec(
@@ -139,6 +142,16 @@ DECISIONS: dict[str, DecisionSpec] = {
             DecisionOption("reject", "Reject; do not deploy", "abandon"),
         ),
         default="reject",
+    ),
+    # Raised by metrics.slo when the rolling coordination success falls below the objective.
+    "slo_breached": DecisionSpec(
+        question="Coordination success is {ratio} over the last {window}, below the objective of {target}. What now?",
+        options=(
+            DecisionOption("acknowledge", "Acknowledge: someone is looking into it", "note"),
+            DecisionOption("pause_session", "Pause the session with the most failures", "pause_session"),
+            DecisionOption("ignore", "Ignore further breaches for {ignore_hours} hours", "note"),
+        ),
+        default="acknowledge",
     ),
 }
 

@@ -1,4 +1,4 @@
-"""Assumptions behind the business-value figures, edited by operators."""
+"""Operators' settings for the figures (value assumptions, the coordination objective) and validation runs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class ValueAssumptions(models.Model):
@@ -54,3 +55,125 @@ class ValueAssumptions(models.Model):
     def current(cls) -> ValueAssumptions:
         obj, _ = cls.objects.get_or_create(singleton=True)
         return obj
+
+
+class CoordinationObjective(models.Model):
+    """The single row of the coordination-success objective (SLO) the daemons watch.
+
+    Over the last `window_minutes`, the share of finished workflows delivered without a
+    human must stay at or above `target_ratio`; below it an `slo_breached` event is
+    written and a Decision is raised, back above it `slo_recovered`. The state fields are
+    written by metrics.slo only.
+    """
+
+    class State(models.TextChoices):
+        UNKNOWN = "unknown", "Not judged yet (too few finished workflows)"
+        MET = "met", "Met"
+        BREACHED = "breached", "Breached"
+
+    singleton = models.BooleanField(default=True, editable=False)
+    target_ratio = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.950"),
+        help_text="Share of finished workflows that must be delivered without a human (0.950 = 95 %).",
+    )
+    window_minutes = models.PositiveIntegerField(default=60, help_text="Rolling window the share is computed over.")
+    min_finished_workflows = models.PositiveIntegerField(
+        default=5, help_text="The window is judged only when at least this many workflows finished in it."
+    )
+    ignore_hours = models.PositiveIntegerField(
+        default=4, help_text="“Ignore” on a breach decision raises no new decision for this many hours."
+    )
+    notes = models.TextField(blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.UNKNOWN, editable=False)
+    state_since = models.DateTimeField(null=True, blank=True, editable=False)
+    last_ratio = models.FloatField(null=True, blank=True, editable=False)
+    last_finished = models.PositiveIntegerField(default=0, editable=False)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The decision raised by the current breach (None when met, or when the breach is ignored).
+    decision = models.ForeignKey(
+        "coordination.Decision", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "coordination objective"
+        verbose_name_plural = "coordination objective"
+        constraints = [
+            models.UniqueConstraint(fields=["singleton"], name="coordination_objective_singleton"),
+            models.CheckConstraint(
+                condition=Q(target_ratio__gt=0) & Q(target_ratio__lte=1), name="objective_target_is_a_share"
+            ),
+            models.CheckConstraint(condition=Q(window_minutes__gt=0), name="objective_window_positive"),
+            models.CheckConstraint(condition=Q(min_finished_workflows__gt=0), name="objective_min_workflows_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"≥ {self.target_ratio * 100:.1f} % of workflows without a human over {self.window_minutes} min"
+
+    @classmethod
+    def current(cls) -> CoordinationObjective:
+        obj, _ = cls.objects.get_or_create(singleton=True)
+        return obj
+
+
+class ValidationRun(models.Model):
+    """One `manage.py validate_hive` run: its settings, the faults injected, the figures and the verdict."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed (a threshold was missed)"
+        ERROR = "error", "Error (could not run to the end)"
+        CANCELLED = "cancelled", "Cancelled (interrupted)"
+
+    FINISHED_STATUSES = (Status.PASSED, Status.FAILED, Status.ERROR, Status.CANCELLED)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    sandbox = models.BooleanField(default=False, help_text="Ran in a throwaway SQLite database, since deleted.")
+    crew = models.CharField(max_length=200, help_text="The demo crew, or the team file that was run.")
+    faults = models.JSONField(default=list, blank=True, help_text="Faults injected, in the order asked.")
+    # minutes, workflows, daemons, thresholds, database and channel layer, leases…
+    options = models.JSONField(default=dict, blank=True, help_text="What it ran with and against.")
+    # The report: success, exactly-once checks, reclaim times, latency, event completeness, fault log.
+    figures = models.JSONField(default=dict, blank=True)
+    # Names of the figures that missed their threshold (highlighted in the console).
+    failed_checks = models.JSONField(default=list, blank=True)
+    progress = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    command = models.CharField(max_length=500, blank=True, help_text="The command line that ran it.")
+    host = models.CharField(max_length=200, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            # Console and API: runs, latest first.
+            models.Index(fields=["-started_at", "-id"], name="validation_run_latest_idx"),
+        ]
+        constraints = [
+            # One run at a time: two at once would measure each other's load.
+            models.UniqueConstraint(
+                fields=["status"], condition=Q(status="running"), name="one_running_validation_run"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="running") | Q(finished_at__isnull=False), name="validation_finished_has_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"validation #{self.pk} ({self.get_status_display()})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED_STATUSES

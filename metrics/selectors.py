@@ -36,6 +36,7 @@ from agents.models import Agent
 from coordination.exceptions import DomainError
 from coordination.models import Decision, Session, Task, TaskAttempt, Workflow
 
+from . import outcomes
 from .models import ValueAssumptions
 
 WINDOWS: dict[str, timedelta | None] = {
@@ -49,7 +50,6 @@ PERCENTILE_SAMPLE = 20_000
 # Annualising less than this much recorded work would extrapolate noise.
 MIN_ANNUALISE_SPAN_HOURS = Decimal("1")
 TASK_WORKED = (Task.Status.COMPLETED, Task.Status.FAILED)
-WORKFLOW_FINISHED = (Workflow.Status.COMPLETED, Workflow.Status.FAILED, Workflow.Status.CANCELLED)
 ZERO = Decimal("0")
 CENT = Decimal("0.01")
 
@@ -145,10 +145,14 @@ def duration_percentiles(queryset: QuerySet, *, start: str, end: str) -> dict[st
     return _summary(list(values[:PERCENTILE_SAMPLE]))
 
 
-def handoff_latency(*, start: datetime | None) -> dict[str, Any]:
-    """p50/p95 seconds from a task's predecessor (same workflow, previous id) finishing to it starting."""
+def handoff_latency(*, start: datetime | None, tasks: QuerySet[Task] | None = None) -> dict[str, Any]:
+    """p50/p95 seconds from a task's predecessor (same workflow, previous id) finishing to it starting.
+
+    Over every task started in the window, or over `tasks` (e.g. one session's) when given.
+    """
     inner = (
-        Task.objects.filter(_in_window("started_at", start))
+        (Task.objects.all() if tasks is None else tasks)
+        .filter(_in_window("started_at", start))
         .annotate(prev_finished=Window(Lag("finished_at"), partition_by=[F("workflow_id")], order_by=F("id").asc()))
         .values("started_at", "prev_finished")
     )
@@ -265,11 +269,11 @@ def coordination_metrics(*, window: str) -> dict[str, Any]:
     span = _span_seconds(start, now)
     totals = _task_totals(start)
 
-    finished_wf = Workflow.objects.filter(_in_window("completed_at", start), status__in=WORKFLOW_FINISHED)
+    finished_wf = Workflow.objects.filter(_in_window("completed_at", start)).filter(outcomes.FINISHED)
     wf = finished_wf.aggregate(
         finished=Count("pk"),
         completed=Count("pk", filter=Q(status=Workflow.Status.COMPLETED)),
-        unaided=Count("pk", filter=Q(status=Workflow.Status.COMPLETED, human_interventions=0)),
+        unaided=Count("pk", filter=outcomes.DELIVERED_UNAIDED),
     )
     review = Task.objects.filter(
         step="review", workflow__status=Workflow.Status.COMPLETED, **_workflow_window(start)

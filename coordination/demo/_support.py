@@ -61,11 +61,20 @@ def commit(repo: Path, paths: list[str], message: str) -> str:
         "--no-verify",
         "-m",
         message,
+        *trailers(),
         "--",
         *paths,
         cwd=repo,
     )
     return git("rev-parse", "--short", "HEAD", cwd=repo)
+
+
+def trailers() -> list[str]:
+    """The task attempt behind a commit, as git trailers: each side effect traces back to one attempt."""
+    task, attempt = os.environ.get("HIVE_TASK_ID"), os.environ.get("HIVE_ATTEMPT")
+    if not task:
+        return []
+    return ["-m", f"Hive-Task: {task}\nHive-Attempt: {attempt or 0}"]
 
 
 def fail(message: str) -> None:

@@ -11,7 +11,7 @@ from agents.models import Agent
 from .. import patterns
 from ..events import EventDraft
 from ..exceptions import ConflictError, DomainError
-from ..models import CoordinationEvent, Decision, Task, Workflow
+from ..models import CoordinationEvent, Decision, Session, Task, Workflow
 from .flow import FlowBatch, batch_flush, move_apply
 
 E = CoordinationEvent.Type
@@ -86,6 +86,8 @@ def _apply(*, decision: Decision, option: str, user, comment: str, automatic: bo
     if workflow is not None and not automatic:
         workflow.human_interventions += 1
         Workflow.objects.filter(pk=workflow.pk).update(human_interventions=workflow.human_interventions)
+    if task is None and workflow is None and action == "pause_session":
+        _session_pause(decision=decision)
     if task is not None and workflow is not None and task.status == Task.Status.BLOCKED:
         task.workflow = workflow
         _act(action=action, task=task, workflow=workflow, now=now, batch=batch)
@@ -163,6 +165,14 @@ def _act(*, action: str, task: Task, workflow: Workflow, now, batch: FlowBatch) 
             collaboration_data={"pattern": workflow.pattern, "cancelled": True},
         )
     )
+
+
+def _session_pause(*, decision: Decision) -> None:
+    """A decision about the whole crew chose to pause its session (takes effect in this transaction)."""
+    from . import session_set_status  # the package's export, wherever the service lives
+
+    if decision.session.status == Session.Status.ACTIVE:
+        session_set_status(session=decision.session, status=Session.Status.PAUSED)
 
 
 def _label(decision: Decision, option: str) -> str:
