@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import validation_views, views
 from .access import views as access_views
 
 app_name = "console"
@@ -19,6 +19,8 @@ urlpatterns = [
     path("decisions/<int:pk>/answer/", views.decision_answer, name="decision_answer"),
     path("teams/new/", views.spawn_team, name="spawn"),
     path("work/new/", views.submit_work, name="submit"),
+    path("validation/", validation_views.validation, name="validation"),
+    path("validation/start/", validation_views.validation_start, name="validation_start"),
     path("tokens/", access_views.tokens, name="tokens"),
     path("tokens/revoke/", access_views.token_revoke_view, name="token_revoke"),
     path("offline/", views.offline, name="offline"),

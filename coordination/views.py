@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from agents.models import Agent
 from metrics import selectors as metrics_selectors
+from metrics.slo import slo_status
 
 from . import console_selectors, selectors, services
 from .exceptions import ConflictError, DomainError
@@ -144,6 +145,7 @@ def overview(request):
         "open_decision_count": status["open_decisions"],
         "feed": console_selectors.recent_events(limit=FEED_LIMIT),
         "socket_path": "/ws/coordination/",
+        "slo": slo_status(),
         "assumptions_admin_url": (
             _admin_url("admin:metrics_valueassumptions_changelist") if request.user.is_staff else ""
         ),

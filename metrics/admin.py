@@ -1,10 +1,10 @@
-"""The value assumptions behind every business-value figure, edited by operators."""
+"""Operators edit the value assumptions and the coordination objective; validation runs are read here."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import ValueAssumptions
+from .models import CoordinationObjective, ValidationRun, ValueAssumptions
 
 
 @admin.register(ValueAssumptions)
@@ -47,3 +47,64 @@ class ValueAssumptionsAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         obj.updated_by = request.user
         super().save_model(request, obj, form, change)
+
+
+@admin.register(CoordinationObjective)
+class CoordinationObjectiveAdmin(admin.ModelAdmin):
+    """One row, like the value assumptions: the objective the daemons judge the crew by."""
+
+    list_display = ("__str__", "state", "last_ratio", "last_finished", "last_evaluated_at", "updated_by")
+    fields = (
+        "target_ratio",
+        "window_minutes",
+        "min_finished_workflows",
+        "ignore_hours",
+        "notes",
+        "state",
+        "state_since",
+        "last_ratio",
+        "last_finished",
+        "last_evaluated_at",
+        "decision",
+        "updated_at",
+        "updated_by",
+    )
+    readonly_fields = (
+        "state",
+        "state_since",
+        "last_ratio",
+        "last_finished",
+        "last_evaluated_at",
+        "decision",
+        "updated_at",
+        "updated_by",
+    )
+
+    def has_add_permission(self, request) -> bool:
+        return not CoordinationObjective.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        CoordinationObjective.current()
+        return super().changelist_view(request, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(ValidationRun)
+class ValidationRunAdmin(admin.ModelAdmin):
+    """The record of validation runs; written by `validate_hive` only, so read-only here."""
+
+    list_display = ("id", "status", "sandbox", "crew", "faults", "started_at", "finished_at", "started_by")
+    list_filter = ("status", "sandbox")
+    readonly_fields = [field.name for field in ValidationRun._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from coordination.selectors import coordination_status
 
-from . import selectors
+from . import selectors, slo
+from .models import CoordinationObjective, ValidationRun
 
 HEALTH_VALUES = {"ok": 0, "degraded": 1, "down": 2}
 
@@ -98,6 +100,8 @@ class HiveCollector(Collector):
             w,
         )
 
+        yield from self._objective()
+
         value = selectors.business_value(window=self.value_window)
         v = {"window": self.value_window}
         yield _gauge(
@@ -106,6 +110,48 @@ class HiveCollector(Collector):
         yield _gauge("hive_crew_hours", "Hours the crew worked.", value["crew_hours"], v)
         yield _gauge("hive_net_value", f"Net value in {value['currency']} (value minus cost).", value["net_value"], v)
         yield _gauge("hive_productivity_gain", "Human hours replaced per crew hour.", value["productivity_gain"], v)
+
+    def _objective(self) -> Iterator[Metric]:
+        """The coordination objective, the live figure it judges, and the last validation run."""
+        objective = CoordinationObjective.current()
+        live = slo.window_success(objective=objective, now=timezone.now())
+        judged = live["ratio"] is not None and live["finished"] >= objective.min_finished_workflows
+        w = {"window": f"{objective.window_minutes}m"}
+        yield _gauge(
+            "hive_coordination_success_objective_ratio",
+            "Objective: share of finished workflows to deliver without a human (edited in the admin).",
+            objective.target_ratio,
+        )
+        yield _gauge(
+            "hive_coordination_success_rolling_ratio",
+            "Finished workflows delivered without a human over the objective's window "
+            "(absent while fewer than its minimum finished).",
+            live["ratio"] if judged else None,
+            w,
+        )
+        yield _gauge(
+            "hive_coordination_success_rolling_finished",
+            "Workflows finished in the objective's window.",
+            live["finished"],
+            w,
+        )
+        yield _gauge(
+            "hive_slo_breached",
+            "1 while the coordination objective is breached, as last judged by a daemon.",
+            int(objective.state == CoordinationObjective.State.BREACHED),
+        )
+        last = ValidationRun.objects.exclude(status=ValidationRun.Status.RUNNING).order_by("-finished_at").first()
+        if last is not None:
+            yield _gauge(
+                "hive_validation_last_passed",
+                "1 when the last finished validation run passed, else 0.",
+                int(last.status == ValidationRun.Status.PASSED),
+            )
+            yield _gauge(
+                "hive_validation_last_finished_timestamp_seconds",
+                "When the last validation run finished.",
+                last.finished_at.timestamp(),
+            )
 
 
 def render() -> bytes:

@@ -1,4 +1,4 @@
-"""Serializers of the metric and business-value endpoints: the window query and the figures' shapes.
+"""Serializers of the metric, business-value and validation-run endpoints: the window query and the figures' shapes.
 
 The selectors return plain dicts; these describe them so the OpenAPI schema says
 exactly what the endpoints return.
@@ -10,7 +10,9 @@ from rest_framework import serializers
 
 from coordination.api.serializers import TextMapField
 
+from .models import ValidationRun
 from .selectors import WINDOWS
+from .validation.records import MAX_CONSOLE_MINUTES, SANDBOX_FAULTS
 
 DEFAULT_WINDOW = "24h"
 
@@ -180,3 +182,46 @@ class AgentPerformanceSerializer(serializers.Serializer):
     cost_usd = serializers.DecimalField(**MONEY)
     avg_duration_seconds = serializers.FloatField(allow_null=True)
     recent_tasks = RecentTaskSerializer(many=True)
+
+
+# --- validation runs ------------------------------------------------------------------------
+
+
+class ValidationRunSerializer(serializers.ModelSerializer):
+    started_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = ValidationRun
+        fields = [
+            "id",
+            "status",
+            "sandbox",
+            "crew",
+            "faults",
+            "options",
+            "figures",
+            "failed_checks",
+            "progress",
+            "error",
+            "command",
+            "started_by",
+            "started_at",
+            "heartbeat_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class ValidationStartSerializer(serializers.Serializer):
+    """A sandbox run started by an operator (API and console)."""
+
+    minutes = serializers.FloatField(
+        min_value=0.1, max_value=MAX_CONSOLE_MINUTES, default=2.0, help_text="How long work is submitted."
+    )
+    faults = serializers.ListField(
+        child=serializers.ChoiceField(choices=SANDBOX_FAULTS),
+        default=list,
+        max_length=len(SANDBOX_FAULTS),
+        help_text="Faults to inject; db needs PostgreSQL and runs only from the command line.",
+    )
+    workflows = serializers.IntegerField(min_value=0, max_value=1000, default=0, help_text="0: as many as fit.")
