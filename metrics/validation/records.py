@@ -203,18 +203,24 @@ def validation_sandbox_launch(*, user, minutes: float, faults: list[str], workfl
         "--faults",
         ",".join(faults),
     ]
-    with open(logs / f"run-{run.pk}.log", "ab") as log:
+    pid = launch_process(argv, log=logs / f"run-{run.pk}.log")
+    ValidationRun.objects.filter(pk=run.pk).update(pid=pid, command=" ".join(argv[1:])[:500])
+    run.refresh_from_db()
+    return run
+
+
+def launch_process(argv: list[str], *, log: Path) -> int:
+    """Start the run in the background; returns its pid."""
+    with open(log, "ab") as out:
         process = subprocess.Popen(
             argv,
             cwd=settings.BASE_DIR,
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # outlives the request; its own group, so it ends its children itself
         )
-    ValidationRun.objects.filter(pk=run.pk).update(pid=process.pid, command=" ".join(argv[1:])[:500])
-    run.refresh_from_db()
-    return run
+    return process.pid
 
 
 def _jsonable(value):

@@ -25,6 +25,21 @@ def fresh_read_cache(settings):
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def no_validation_processes(monkeypatch):
+    """API tests (schemathesis among them) may start sandbox validation runs: record them, start no process.
+
+    The real launch is tested in tests/metrics/test_validate_hive.py."""
+    launched: list[list[str]] = []
+
+    def launch(argv, *, log):
+        launched.append(argv)
+        return 0
+
+    monkeypatch.setattr("metrics.validation.records.launch_process", launch)
+    return launched
+
+
 @pytest.fixture
 def anon_client():
     return APIClient()

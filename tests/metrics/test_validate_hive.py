@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,27 @@ def test_bad_options_and_the_db_fault_on_sqlite_get_a_clear_message(record_env):
     )  # fmt: skip
     assert done.returncode == 2 and "db fault cuts PostgreSQL connections" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the launched run records into the test database")
+def test_an_operator_starts_a_sandbox_run_from_the_api(client, operator, monkeypatch):
+    """POST answers at once; the run is a background process that records its verdict on the same row."""
+    from tests.conftest import issue_token
+
+    monkeypatch.setenv("DATABASE_URL", database_url())
+    response = client.post(
+        "/api/validation-runs",
+        {"minutes": 0.2, "faults": [], "workflows": 1},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Token {issue_token(operator)}",
+    )
+    assert response.status_code == 202, response.content
+    run = ValidationRun.objects.get(pk=response.json()["id"])
+    assert run.status == "running" and run.started_by == operator and run.pid
+    deadline = time.monotonic() + 240
+    while run.status == "running" and time.monotonic() < deadline:
+        time.sleep(1)
+        run.refresh_from_db()
+    assert run.status in ("passed", "failed"), (run.status, run.error)
+    assert run.figures["coordination_success"]["denominator"] >= 1
+    assert run.sandbox and run.command.startswith("manage.py validate_hive --sandbox --record")
