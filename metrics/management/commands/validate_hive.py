@@ -18,10 +18,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
 
 from coordination.exceptions import DomainError
-from coordination.management.base import require_migrated_database
 from metrics.models import ValidationRun
 from metrics.validation import records, report
 from metrics.validation.faults import FAULTS
@@ -30,6 +30,20 @@ from metrics.validation.runner import RunError, Runner, RunOptions
 EXIT_MISSED = 1
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+
+def require_migrated_database() -> None:
+    """A clear message instead of a traceback when the schema is missing or behind."""
+    try:
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError as exc:
+        raise CommandError(f"cannot reach the database: {exc}", returncode=EXIT_ERROR) from exc
+    if pending:
+        raise CommandError(
+            f"the database has {len(pending)} unapplied migration(s); run `python manage.py migrate` first",
+            returncode=EXIT_ERROR,
+        )
 
 
 class Interrupted(Exception):

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('coordination', '0005_api_tokens'),
+        ('coordination', '0006_work_limits_drop_dead_fields'),
     ]
 
     operations = [
