@@ -17,7 +17,6 @@ what it measures is known or its time runs out; `outcome` is its entry in the re
 from __future__ import annotations
 
 import json
-import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -141,7 +140,7 @@ class TermFault(Fault):
         instance = run.instance_of(child)
         self.injected_at = timezone.now()
         started = time.monotonic()
-        run.procs.signal(child, signal.SIGTERM)
+        # One SIGTERM, as a deploy sends it (a second one would cut the daemon's grace short).
         code = run.procs.stop(child, grace=run.options.grace + 20)
         handed_back = TaskAttempt.objects.filter(
             coordinator=instance, status=TaskAttempt.Status.HANDED_BACK, finished_at__gte=self.injected_at
