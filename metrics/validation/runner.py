@@ -137,7 +137,8 @@ class Runner:
         agent_fault = (self.agent_charges, self.agent_log) if "agent" in o.faults else None
         self.crew = crew_create(
             run_label=self.label,
-            root=self.root / "workspaces",
+            # Inside the workspace root, where every session's workspace must be (HIVE_WORKSPACE_ROOTS).
+            root=Path(settings.HIVE["WORKSPACE_ROOT"]) / f"validation-{self.label}" / "workspaces",
             team_file=o.team,
             agent_fault=agent_fault,
             agent_timeout=o.agent_timeout,
