@@ -52,6 +52,7 @@ WRITES = [
     ("post", "/api/tasks/{task}/retry", {}),
     ("post", "/api/tasks/{task}/cancel", {}),
     ("post", "/api/decisions/1/answer", {"option": "approve"}),
+    ("post", "/api/validation-runs", {"minutes": 1, "faults": ["kill"]}),
 ]
 
 
@@ -87,7 +88,7 @@ def test_writes_need_an_operator(method, url, body, objects, anon_client, viewer
     assert getattr(viewer_client, method)(url, body, format="json").status_code == 403
     response = getattr(operator_client, method)(url, body, format="json")
     # The operator is let through: success, or a domain answer (404/409) — never 401/403/5xx.
-    assert response.status_code in (200, 201, 404, 409), response.content
+    assert response.status_code in (200, 201, 202, 404, 409), response.content
 
 
 def test_token_auth_is_an_authentication_header(anon_client, operator_token):

@@ -99,7 +99,7 @@ def test_starting_a_run_needs_an_operator_and_valid_input(client, viewer, operat
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Token {secret}",
     )
-    assert bad.status_code == 400 and "faults" in bad.json().get("errors", bad.json())
+    assert bad.status_code == 400 and any(field.startswith("faults") for field in bad.json().get("errors", bad.json()))
     ValidationRun.objects.create(
         crew="demo crew", status="running", heartbeat_at=timezone.now(), pid=None, host="elsewhere"
     )
