@@ -279,6 +279,7 @@ class Command(BaseCommand):
             "DATABASE_URL": f"sqlite:///{sandbox / 'hive.sqlite3'}",
             "REDIS_URL": "",
             "HIVE_WORKSPACE_ROOT": str(sandbox / "workspaces"),
+            "HIVE_WORKSPACE_ROOTS": str(sandbox / "workspaces"),
             "HIVE_TEAM_CONFIG": "",
             "PYTHONUNBUFFERED": "1",
         }
