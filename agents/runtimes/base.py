@@ -11,7 +11,7 @@ import enum
 import math
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -47,6 +47,12 @@ class TaskContext:
     session_goal: str = ""
     workflow_title: str = ""
     agent_name: str = ""
+    # Code sessions: `workspace` is the attempt's own git worktree, on `branch`; `base_sha` is the
+    # commit the workflow's changes are measured from (its diff for a review is base_sha..HEAD).
+    branch: str = ""
+    base_sha: str = ""
+    # Live output: called from the runtime's thread with each chunk of text as it arrives.
+    on_output: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
