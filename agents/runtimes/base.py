@@ -218,6 +218,13 @@ class ConfigChecker:
             self.fail(key, "must not be empty")
         return value
 
+    def flag(self, key: str, *, default: bool) -> bool:
+        value = self.raw.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(key, "must be true or false")
+            return default
+        return value
+
     def choice(self, key: str, *, default: str, choices: Iterable[str]) -> str:
         choices = list(choices)
         value = self.raw.get(key, default)

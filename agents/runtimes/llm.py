@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
-
-import httpx
 
 from .base import (
     DECIMAL_SCHEMA,
@@ -28,14 +24,14 @@ from .base import (
     meaningful_lines,
     token_cost,
 )
+from .edits import FORMAT_INSTRUCTION, READ_INSTRUCTION, EditError, apply_edits, parse_edits, requested_reads
+from .llm_context import Budget, editing, file_contents, repository_context, reviewing
+from .llm_http import DEADLINE_SLACK_S, CallFailed, _message_content, auth_headers, call_with_deadline, post_chat
+from .worktree import WorktreeError, commit_all, is_worktree
 
+MAX_READS_PER_ROUND = 8
 OUTPUT_LIMIT_BYTES = 16 * 1024
 PROMPT_TEXT_LIMIT_BYTES = 64 * 1024
-RESPONSE_LIMIT_BYTES = 8 * 1024 * 1024
-ERROR_EXCERPT_CHARS = 300
-# httpx limits each network phase; this slack lets its clearer errors win before the overall cap
-DEADLINE_SLACK_S = 1.0
-POLL_INTERVAL_S = 0.05
 
 ROLE_BRIEFS = {
     "product_manager": "You are the product manager. Turn the request into clear, testable requirements "
@@ -53,8 +49,6 @@ ROLE_BRIEFS = {
 }
 VERDICT_INSTRUCTION = "End your reply with exactly one line: VERDICT: APPROVED or VERDICT: CHANGES_REQUESTED."
 RESULT_INSTRUCTION = "End your reply with exactly one line: RESULT: PASS or RESULT: FAIL."
-REVIEW_ROLES = frozenset({"reviewer"})
-REVIEW_STEPS = frozenset({"review"})
 CHECK_ROLES = frozenset({"tester", "devops"})
 CHECK_STEPS = frozenset({"test", "build", "deploy"})
 
@@ -76,10 +70,6 @@ VERDICT_WORDS = {
 }
 
 
-class CallFailed(Exception):
-    """A readable reason the endpoint could not give an answer."""
-
-
 class LLMRuntime(Runtime):
     kind: ClassVar[str] = "llm"
 
@@ -98,6 +88,9 @@ class LLMRuntime(Runtime):
             "input_price_per_1k": DECIMAL_SCHEMA,
             "output_price_per_1k": DECIMAL_SCHEMA,
             "system_prompt": {"type": "string"},
+            "context_tokens": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+            "max_reads": {"type": "integer", "minimum": 0, "maximum": 5},
+            "stream": {"type": "boolean"},
         },
     }
 
@@ -115,6 +108,9 @@ class LLMRuntime(Runtime):
                 "input_price_per_1k",
                 "output_price_per_1k",
                 "system_prompt",
+                "context_tokens",
+                "max_reads",
+                "stream",
             },
         )
         if "api_key" in checker.raw:
@@ -129,6 +125,11 @@ class LLMRuntime(Runtime):
             "input_price_per_1k": checker.decimal("input_price_per_1k", default="0"),
             "output_price_per_1k": checker.decimal("output_price_per_1k", default="0"),
             "system_prompt": checker.text("system_prompt", default=""),
+            # Tokens of repository context (diff, files) per call; 0 sends none.
+            "context_tokens": checker.integer("context_tokens", default=12_000, minimum=0, maximum=1_000_000),
+            # Rounds in which a developer or architect may ask to read more files before answering.
+            "max_reads": checker.integer("max_reads", default=2, minimum=0, maximum=5),
+            "stream": checker.flag("stream", default=True),
         }
         _check_base_url(checker, base_url=clean["base_url"])
         if clean["api_key_env"] and not ENV_NAME.fullmatch(clean["api_key_env"]):
@@ -143,61 +144,127 @@ class LLMRuntime(Runtime):
         headers, problem = auth_headers(api_key_env=self.config["api_key_env"])
         if problem:
             return self.failed(error=problem)
-        url = f"{self.config['base_url']}/chat/completions"
-        payload = self.request_body(ctx=ctx)
-        timeout = self.config["timeout"]
+        messages = self.messages(ctx=ctx)
+        usage = Usage()
         try:
-            reply = call_with_deadline(
-                fn=lambda: post_chat(url=url, headers=headers, payload=payload, timeout=timeout),
-                cancel=cancel,
-                deadline_s=timeout + DEADLINE_SLACK_S,
-            )
+            for read_round in range(self.config["max_reads"] + 1):
+                content = self._call(ctx=ctx, headers=headers, messages=messages, usage=usage, cancel=cancel)
+                reads = requested_reads(content) if editing(ctx) and not parse_edits_quietly(content) else []
+                if not reads or read_round == self.config["max_reads"]:
+                    break
+                messages += [{"role": "assistant", "content": content}, self._files_message(ctx=ctx, paths=reads)]
         except CallFailed as exc:
-            return self.failed(error=str(exc), duration_s=time.monotonic() - started)
-        return self._result(ctx=ctx, reply=reply, duration=time.monotonic() - started)
+            return self.failed(error=str(exc), duration_s=time.monotonic() - started, **usage.as_result(self.config))
+        return self._result(ctx=ctx, content=content, usage=usage, duration=time.monotonic() - started)
 
-    def request_body(self, *, ctx: TaskContext) -> dict[str, Any]:
-        return {
+    def messages(self, *, ctx: TaskContext) -> list[dict[str, str]]:
+        user = user_prompt(ctx=ctx)
+        context = repository_context(ctx, budget_tokens=self.config["context_tokens"])
+        if context:
+            user = f"{user}\n\n{context}"
+        return [
+            {"role": "system", "content": system_prompt(ctx=ctx, custom=self.config["system_prompt"])},
+            {"role": "user", "content": user},
+        ]
+
+    def request_body(self, *, messages: list[dict[str, str]]) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "model": self.config["model"],
-            "messages": [
-                {"role": "system", "content": system_prompt(ctx=ctx, custom=self.config["system_prompt"])},
-                {"role": "user", "content": user_prompt(ctx=ctx)},
-            ],
+            "messages": messages,
             "temperature": self.config["temperature"],
             "max_tokens": self.config["max_tokens"],
         }
+        if self.config["stream"]:
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
+        return body
 
-    def _result(self, *, ctx: TaskContext, reply: dict, duration: float) -> RuntimeResult:
+    def _call(self, *, ctx: TaskContext, headers: dict, messages: list, usage: Usage, cancel) -> str:
+        url = f"{self.config['base_url']}/chat/completions"
+        payload = self.request_body(messages=messages)
+        timeout = self.config["timeout"]
+        reply = call_with_deadline(
+            fn=lambda: post_chat(url=url, headers=headers, payload=payload, timeout=timeout, on_text=ctx.on_output),
+            cancel=cancel,
+            deadline_s=timeout + DEADLINE_SLACK_S,
+        )
+        usage.add(reply)
         content = _message_content(reply)
         if content is None:
-            return self.failed(error="response has no choices[0].message.content", duration_s=duration)
-        tokens_in, tokens_out = _usage(reply)
-        cost = token_cost(tokens=tokens_in, price_per_1k=Decimal(self.config["input_price_per_1k"])) + token_cost(
-            tokens=tokens_out, price_per_1k=Decimal(self.config["output_price_per_1k"])
+            raise CallFailed("response has no choices[0].message.content")
+        return content
+
+    def _files_message(self, *, ctx: TaskContext, paths: list[str]) -> dict[str, str]:
+        shown = file_contents(ctx.workspace, paths[:MAX_READS_PER_ROUND], budget=Budget(self.config["context_tokens"]))
+        skipped = len(paths) - MAX_READS_PER_ROUND
+        note = (
+            f"\n({skipped} more requested files not shown: at most {MAX_READS_PER_ROUND} per request)"
+            if skipped > 0
+            else ""
         )
+        return {"role": "user", "content": f"{shown or '(no files)'}{note}\nNow answer the task."}
+
+    def _result(self, *, ctx: TaskContext, content: str, usage: Usage, duration: float) -> RuntimeResult:
+        tokens = usage.as_result(self.config)
         outcome, summary, error = judge_reply(ctx=ctx, content=content)
+        artifacts: list[str] = []
+        if outcome is Outcome.SUCCESS and editing(ctx):
+            try:
+                artifacts, summary = apply_reply_edits(ctx=ctx, content=content, summary=summary)
+            except (EditError, WorktreeError, OSError) as exc:
+                error = f"edits not applied: {exc}"
+                return self.failed(
+                    error=error, duration_s=duration, output=bound_text(content, limit=OUTPUT_LIMIT_BYTES), **tokens
+                )
         return RuntimeResult(
             outcome=outcome,
             summary=summary,
             output=bound_text(content, limit=OUTPUT_LIMIT_BYTES),
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            cost_usd=cost,
+            artifacts=artifacts,
             duration_s=round(duration, 3),
             error=error,
+            **tokens,
         )
 
 
-def auth_headers(*, api_key_env: str) -> tuple[dict[str, str], str]:
-    """Read the key at run time so it is never stored with the config."""
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if not api_key_env:
-        return headers, ""
-    key = os.environ.get(api_key_env, "")
-    if not key:
-        return headers, f"environment variable {api_key_env} is not set"
-    headers["Authorization"] = f"Bearer {key}"
-    return headers, ""
+class Usage:
+    """Tokens over every call of one run: a task that asked to read files pays for each round."""
+
+    def __init__(self) -> None:
+        self.tokens_in = 0
+        self.tokens_out = 0
+
+    def add(self, reply: dict) -> None:
+        tokens_in, tokens_out = _usage(reply)
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+
+    def as_result(self, config: dict) -> dict[str, Any]:
+        cost = token_cost(tokens=self.tokens_in, price_per_1k=Decimal(config["input_price_per_1k"])) + token_cost(
+            tokens=self.tokens_out, price_per_1k=Decimal(config["output_price_per_1k"])
+        )
+        return {"tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "cost_usd": cost}
+
+
+def apply_reply_edits(*, ctx: TaskContext, content: str, summary: str) -> tuple[list[str], str]:
+    """Apply the reply's edits in the attempt's worktree and commit them as the agent."""
+    edits = parse_edits(content)
+    if not edits:
+        return [], summary
+    changed = apply_edits(ctx.workspace, edits)
+    if is_worktree(ctx.workspace):
+        sha = commit_all(
+            ctx.workspace, message=f"{ctx.title}\n\nTask #{ctx.task_id}, attempt {ctx.attempt}", author=ctx.agent_name
+        )
+        if sha:
+            return changed, clip(f"{summary} (edited {', '.join(changed)}; commit {sha[:10]})")
+    return changed, clip(f"{summary} (edited {', '.join(changed)})")
+
+
+def parse_edits_quietly(content: str) -> bool:
+    try:
+        return bool(parse_edits(content))
+    except EditError:
+        return True
 
 
 def system_prompt(*, ctx: TaskContext, custom: str) -> str:
@@ -206,6 +273,8 @@ def system_prompt(*, ctx: TaskContext, custom: str) -> str:
     instruction = _format_instruction(ctx=ctx)
     if instruction:
         parts.append(instruction)
+    if editing(ctx) and ctx.workspace:
+        parts += [FORMAT_INSTRUCTION, READ_INSTRUCTION]
     return "\n".join(parts)
 
 
@@ -257,56 +326,6 @@ def check_failed(*, content: str) -> bool:
     return value is not None and value.lower().startswith("fail")
 
 
-def post_chat(*, url: str, headers: dict[str, str], payload: dict, timeout: float) -> dict:
-    try:
-        with (
-            httpx.Client(timeout=timeout) as client,
-            client.stream("POST", url, json=payload, headers=headers) as response,
-        ):
-            raw = _read_bounded(response=response)
-    except httpx.ConnectError as exc:
-        raise CallFailed(f"cannot connect to {url}: {exc}") from exc
-    except httpx.TimeoutException as exc:
-        raise CallFailed(f"timed out after {timeout:g} s waiting for {url}") from exc
-    except httpx.HTTPError as exc:
-        raise CallFailed(f"request to {url} failed: {exc}") from exc
-    excerpt = _excerpt(raw)
-    if not response.is_success:
-        raise CallFailed(f"HTTP {response.status_code} from {url}: {excerpt}")
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise CallFailed(f"response from {url} is not JSON: {excerpt}") from exc
-    if not isinstance(data, dict):
-        raise CallFailed(f"response from {url} is not a JSON object: {excerpt}")
-    return data
-
-
-def call_with_deadline(*, fn: Callable[[], Any], cancel: threading.Event | None, deadline_s: float) -> Any:
-    """Run a blocking call in a thread so a cancel or the overall deadline returns at once."""
-    box: dict[str, Any] = {}
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # handed back to the caller's thread below
-            box["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=target, name="hive-llm-call", daemon=True).start()
-    deadline = time.monotonic() + deadline_s
-    while not done.wait(POLL_INTERVAL_S):
-        if cancel is not None and cancel.is_set():
-            raise CallFailed("cancelled")
-        if time.monotonic() >= deadline:
-            raise CallFailed(f"timed out after {deadline_s - DEADLINE_SLACK_S:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 def _check_base_url(checker: ConfigChecker, *, base_url: str) -> None:
     if "base_url" in checker.errors:
         return
@@ -330,7 +349,7 @@ def _format_instruction(*, ctx: TaskContext) -> str:
 
 
 def _expects_verdict(*, ctx: TaskContext) -> bool:
-    return ctx.role in REVIEW_ROLES or ctx.step in REVIEW_STEPS
+    return reviewing(ctx)
 
 
 def _expects_result(*, ctx: TaskContext) -> bool:
@@ -360,14 +379,6 @@ def _last_json_value(*, content: str, key: str) -> str | None:
     return found
 
 
-def _message_content(reply: dict) -> str | None:
-    try:
-        content = reply["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        return None
-    return content if isinstance(content, str) else None
-
-
 def _usage(reply: dict) -> tuple[int, int]:
     usage = reply.get("usage")
     if not isinstance(usage, dict):
@@ -377,17 +388,3 @@ def _usage(reply: dict) -> tuple[int, int]:
 
 def _count(value: Any) -> int:
     return int(value) if is_number(value) and value >= 0 else 0
-
-
-def _read_bounded(*, response: httpx.Response) -> bytes:
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > RESPONSE_LIMIT_BYTES:
-            raise CallFailed(f"response larger than {RESPONSE_LIMIT_BYTES // (1024 * 1024)} MiB")
-    return bytes(body)
-
-
-def _excerpt(raw: bytes) -> str:
-    text = raw[: ERROR_EXCERPT_CHARS * 4].decode("utf-8", errors="replace").strip()
-    return clip(" ".join(text.split()), limit=ERROR_EXCERPT_CHARS) or "(empty body)"
