@@ -1,25 +1,29 @@
 """Liveness, readiness and the Prometheus scrape endpoint.
 
 /healthz answers without touching the database (is the process serving?).
-/readyz checks the database, a channel-layer round trip and a live daemon; it
-needs no credentials and says only which checks pass, never any data.
+/readyz checks the database, the channel layer's Redis (a PING with a short timeout) and
+a live daemon; it needs no credentials and says only which checks pass, never any data.
+Probes come concurrently from several request threads, so the check never touches the
+process's shared channel layer (whose receive() belongs to one event loop): each probe
+pings Redis itself and gives up after REDIS_TIMEOUT_S, so a frozen Redis cannot hold a
+request thread for longer than that.
 /metrics needs a signed-in user or an API token (Prometheus: `authorization:
 {type: Token, credentials_file: ...}`), like every other read of the API.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import uuid
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+import redis
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
@@ -29,7 +33,8 @@ from coordination.selectors import live_daemon_exists
 from metrics import prometheus
 
 logger = logging.getLogger(__name__)
-CHANNEL_TIMEOUT_S = 2.0
+# Seconds a readiness probe waits for Redis to connect and to answer PING, each.
+REDIS_TIMEOUT_S = 0.4
 
 
 @never_cache
@@ -45,20 +50,38 @@ def check_database() -> None:
         cursor.fetchone()
 
 
-async def _channel_round_trip() -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel("readyz.")
-    token = uuid.uuid4().hex
-    await layer.send(channel, {"type": "readyz.ping", "token": token})
-    message = await asyncio.wait_for(layer.receive(channel), timeout=CHANNEL_TIMEOUT_S)
-    if message.get("token") != token:
-        raise RuntimeError("channel layer returned another message")
+def channel_layer_redis_url() -> str | None:
+    """The Redis URL of the default channel layer, or None when the layer is in-process."""
+    config = settings.CHANNEL_LAYERS.get("default", {})
+    if "redis" not in config.get("BACKEND", "").lower():
+        return None
+    host = (config.get("CONFIG", {}).get("hosts") or ["redis://127.0.0.1:6379/0"])[0]
+    if isinstance(host, dict):
+        host = host.get("address", "redis://127.0.0.1:6379/0")
+    if isinstance(host, list | tuple):
+        host = f"redis://{host[0]}:{host[1]}/0"
+    return str(host)
 
 
 def check_channel_layer() -> None:
-    async_to_sync(_channel_round_trip)()
+    """The channel layer's Redis answers PING in time (an in-process layer is always there).
+
+    A fresh client and connection per probe: nothing is shared between request threads, and
+    a connection left half-read by a timeout is never reused.
+    """
+    url = channel_layer_redis_url()
+    if url is None:
+        return
+    client = redis.Redis.from_url(
+        url,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        socket_timeout=REDIS_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),  # one try: the probe's answer must come within the timeout
+    )
+    try:
+        client.ping()
+    finally:
+        client.close()
 
 
 def check_daemon() -> None:
@@ -78,8 +101,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
         try:
             check()
             checks[name] = "ok"
-        except Exception:  # any failure means not ready; details go to the log, not the response
-            logger.warning("Readiness check %s failed", name, exc_info=True)
+        except Exception as exc:  # any failure means not ready; the reason goes to the log, not the response
+            logger.warning("Readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
             checks[name] = "failing"
     ready = all(value == "ok" for value in checks.values())
     return JsonResponse({"status": "ok" if ready else "failing", "checks": checks}, status=200 if ready else 503)
