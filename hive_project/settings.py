@@ -5,6 +5,7 @@ DATABASE_URL (PostgreSQL) and REDIS_URL (channels-redis). Secrets come only from
 the environment.
 """
 
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,12 +17,21 @@ env = environ.Env()
 env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
+# HIVE_PRODUCTION=true: secure by default (HTTPS only, HSTS, secure cookies, shorter sign-ins).
+PRODUCTION = env.bool("HIVE_PRODUCTION", default=False)
+
+
+def refuse(reason: str) -> None:
+    """Stop at start-up with one line on stderr (no traceback): the configuration cannot run."""
+    sys.exit(f"Agent Hive cannot start: {reason}")
+
+
+if PRODUCTION and DEBUG:
+    refuse("DEBUG=true with HIVE_PRODUCTION=true; production never runs in debug mode (unset DEBUG)")
 # A bare checkout gets a throwaway key; production must provide SECRET_KEY.
-SECRET_KEY = env.str("SECRET_KEY", default="") or (
-    "insecure-local-only-key" if DEBUG or not env.bool("HIVE_PRODUCTION", default=False) else ""
-)
+SECRET_KEY = env.str("SECRET_KEY", default="") or ("" if PRODUCTION else "insecure-local-only-key")
 if not SECRET_KEY:
-    raise environ.ImproperlyConfigured("SECRET_KEY must be set when HIVE_PRODUCTION is true")
+    refuse("SECRET_KEY is not set; HIVE_PRODUCTION=true needs a long random SECRET_KEY in the environment")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -254,9 +264,25 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if env.bool("HIVE_PRODUCTION", default=False):
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+# HTTPS: on by default in production, each one can be turned off on its own. Health probes
+# (/healthz, /readyz) stay reachable over plain HTTP for load balancers and container checks.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Browser preload lists are a domain-wide commitment that is slow to undo: the operator's
+# choice (SECURE_HSTS_PRELOAD=true), so `check --deploy` does not ask for it.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
+# Behind a proxy that terminates TLS: the header it sets on HTTPS requests, answered "https"
+# (e.g. SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto). Set it only when the proxy always sets or
+# strips that header; otherwise a client could claim HTTPS. Daphne's --proxy-headers does the
+# same from X-Forwarded-Proto for requests that reach it through the proxy.
+_PROXY_SSL_HEADER = env.str("SECURE_PROXY_SSL_HEADER", default="").strip()
+if _PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https")
 
 # --- Access: API tokens, sign-in lockout, API throttling, session lifetime ---------------------
 # API tokens are django-rest-knox tokens extended with a name, a scope and a last use
@@ -331,6 +357,5 @@ CACHES["throttle"] = (
 # Console sessions: a sign-in lasts at most HIVE_SESSION_AGE seconds and ends after
 # HIVE_SESSION_IDLE_TIMEOUT seconds without a request (0: no idle limit). Sign-out deletes
 # the session on the server. Production defaults: 12 hours and 1 hour; locally 14 days, no idle limit.
-_PRODUCTION = env.bool("HIVE_PRODUCTION", default=False)
-SESSION_COOKIE_AGE = env.int("HIVE_SESSION_AGE", default=12 * 3600 if _PRODUCTION else 14 * 24 * 3600)
-HIVE_SESSION_IDLE_TIMEOUT = env.int("HIVE_SESSION_IDLE_TIMEOUT", default=3600 if _PRODUCTION else 0)
+SESSION_COOKIE_AGE = env.int("HIVE_SESSION_AGE", default=12 * 3600 if PRODUCTION else 14 * 24 * 3600)
+HIVE_SESSION_IDLE_TIMEOUT = env.int("HIVE_SESSION_IDLE_TIMEOUT", default=3600 if PRODUCTION else 0)
