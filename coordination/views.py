@@ -102,9 +102,9 @@ def _wants_json(request) -> bool:
 @login_required
 @require_GET
 def overview(request):
-    """Crew, figures, charts, decisions and the live feed: 28 queries whatever the row count ("all": 30).
+    """Crew, figures, charts, decisions and the live feed: 29 queries whatever the row count ("all": 31).
 
-    Status 7, metrics 11, business value 3, series 2 (for "all" each +1), cost 1, decisions 1,
+    Status 7, metrics 12, business value 3, series 2 (for "all" each +1), cost 1, decisions 1,
     feed 1, operator check 1, last event id 1; plus the session and user of the request.
     """
     window = _window(request)

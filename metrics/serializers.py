@@ -35,6 +35,7 @@ class CycleTimeSerializer(serializers.Serializer):
 class ThroughputSerializer(serializers.Serializer):
     tasks_completed = serializers.IntegerField()
     tasks_failed = serializers.IntegerField()
+    attempts_failed = serializers.IntegerField(help_text="attempts that failed or were reclaimed")
     tasks_cancelled = serializers.IntegerField()
     workflows_completed = serializers.IntegerField()
     tasks_per_hour = serializers.FloatField(allow_null=True)
@@ -65,6 +66,21 @@ class AgentCostSerializer(RoleCostSerializer):
     name = serializers.CharField()
     runtime = serializers.CharField()
     simulated = serializers.BooleanField()
+
+
+class SuccessSerializer(serializers.Serializer):
+    succeeded = serializers.IntegerField(help_text="attempts that succeeded")
+    failed = serializers.IntegerField(help_text="attempts that failed or were reclaimed")
+    success_rate = serializers.FloatField(allow_null=True, help_text="succeeded / (succeeded + failed)")
+
+
+class RoleSuccessSerializer(SuccessSerializer):
+    role = serializers.CharField()
+
+
+class AgentSuccessSerializer(RoleSuccessSerializer):
+    agent_id = serializers.IntegerField()
+    name = serializers.CharField()
 
 
 class TotalsSerializer(serializers.Serializer):
@@ -99,6 +115,9 @@ class MetricsSerializer(serializers.Serializer):
     span_hours = serializers.FloatField()
     throughput = ThroughputSerializer()
     coordination_success_rate = serializers.FloatField(allow_null=True)
+    attempt_success = SuccessSerializer()
+    success_by_role = RoleSuccessSerializer(many=True)
+    success_by_agent = AgentSuccessSerializer(many=True)
     workflows_finished = serializers.IntegerField()
     workflows_completed_unaided = serializers.IntegerField()
     cycle_time = CycleTimeSerializer()
@@ -173,8 +192,9 @@ class AgentPerformanceSerializer(serializers.Serializer):
     simulated = serializers.BooleanField()
     window = serializers.CharField()
     completed = serializers.IntegerField()
-    failed = serializers.IntegerField()
-    success_rate = serializers.FloatField(allow_null=True)
+    attempts_succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField(help_text="attempts that failed or were reclaimed")
+    success_rate = serializers.FloatField(allow_null=True, help_text="succeeded / (succeeded + failed) attempts")
     utilisation = serializers.FloatField(allow_null=True)
     busy_seconds = serializers.FloatField()
     tokens_in = serializers.IntegerField()

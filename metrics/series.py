@@ -1,0 +1,100 @@
+"""Series and breakdowns the console charts: completions per time bucket, spend per role."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, F, IntegerField, Q, Sum, Value
+from django.db.models.functions import Cast, Coalesce
+
+from coordination.models import Task, Workflow
+
+from .windows import (
+    DEC,
+    TASK_WORKED,
+    ZERO,
+    Epoch,
+    _in_window,
+    _span_seconds,
+    window_bounds,
+)
+
+
+def throughput_series(*, window: str, buckets: int = 24) -> list[dict[str, Any]]:
+    """Completions per time bucket. Two queries (three for "all", which first finds its start).
+
+    Returns ``[{"start": iso, "tasks_completed": int, "workflows_completed": int, "failures": int}, …]``
+    with exactly `buckets` entries (1..200), oldest first; "all" spans from the first session.
+    """
+    buckets = max(1, min(int(buckets), 200))
+    start, now = window_bounds(window)
+    if start is None:
+        start = now - timedelta(seconds=_span_seconds(None, now) or 3600)
+    width = max((now - start).total_seconds() / buckets, 1e-6)
+    origin = start.timestamp()
+
+    def bucket(field: str):
+        return Cast((Epoch(F(field)) - Value(origin)) / Value(width), IntegerField())
+
+    series = [
+        {"start": (start + timedelta(seconds=width * i)).isoformat(), "tasks_completed": 0, "workflows_completed": 0}
+        | {"failures": 0}
+        for i in range(buckets)
+    ]
+    task_rows = (
+        Task.objects.filter(finished_at__gte=start, status__in=TASK_WORKED)
+        .annotate(bucket=bucket("finished_at"))
+        .values("bucket")
+        .annotate(
+            completed=Count("pk", filter=Q(status=Task.Status.COMPLETED)),
+            failed=Count("pk", filter=Q(status=Task.Status.FAILED)),
+        )
+        .order_by()
+    )
+    for row in task_rows:
+        index = min(max(row["bucket"], 0), buckets - 1)
+        series[index]["tasks_completed"] += row["completed"]
+        series[index]["failures"] += row["failed"]
+    wf_rows = (
+        Workflow.objects.filter(status=Workflow.Status.COMPLETED, completed_at__gte=start)
+        .annotate(bucket=bucket("completed_at"))
+        .values("bucket")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in wf_rows:
+        series[min(max(row["bucket"], 0), buckets - 1)]["workflows_completed"] += row["n"]
+    return series
+
+
+def cost_by_role(*, window: str) -> list[dict[str, Any]]:
+    """Spend per role in `window`, most expensive first. One query.
+
+    Returns ``[{"role", "tokens_in", "tokens_out", "cost_usd": Decimal, "tasks": int, "simulated_tasks": int}]``.
+    """
+    start, _ = window_bounds(window)
+    rows = (
+        Task.objects.filter(_in_window("finished_at", start))
+        .values("role")
+        .annotate(
+            tokens_in=Coalesce(Sum("tokens_in"), Value(0)),
+            tokens_out=Coalesce(Sum("tokens_out"), Value(0)),
+            cost=Coalesce(Sum("cost_usd"), Value(ZERO), output_field=DEC),
+            tasks=Count("pk"),
+            simulated_tasks=Count("pk", filter=Q(simulated=True)),
+        )
+        .order_by("-cost", "role")
+    )
+    return [
+        {
+            "role": r["role"],
+            "tokens_in": r["tokens_in"],
+            "tokens_out": r["tokens_out"],
+            "cost_usd": Decimal(r["cost"]),
+            "tasks": r["tasks"],
+            "simulated_tasks": r["simulated_tasks"],
+        }
+        for r in rows
+    ]
