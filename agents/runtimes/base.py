@@ -53,6 +53,8 @@ class TaskContext:
     base_sha: str = ""
     # Live output: called from the runtime's thread with each chunk of text as it arrives.
     on_output: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+    # told the process group id of a program the runtime starts, so it can be killed on reclaim
+    on_process_start: Callable[[int], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass

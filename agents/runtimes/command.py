@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import json
 import os
-import re
-import signal
 import subprocess
 import threading
 import time
-from pathlib import Path, PurePosixPath
-from typing import IO, Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 from .base import (
-    ENV_NAME,
     ConfigChecker,
     Outcome,
     Runtime,
@@ -25,111 +20,34 @@ from .base import (
     clip,
     is_number,
     meaningful_lines,
-    omitted_marker,
     parse_decimal,
 )
-
-# {{name}} is the escape for a literal {name}; any other braces are left alone
-PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}|\{(\w+)\}")
-FILES_ELEMENT = "{files}"
-TEXT_PLACEHOLDERS = frozenset(
-    {
-        "title",
-        "description",
-        "task_id",
-        "attempt",
-        "role",
-        "step",
-        "pattern",
-        "workspace",
-        "handoff_note",
-        "round",
-        "agent_name",
-        "pair_partner",
-        "session_goal",
-        "workflow_title",
-    }
+from .command_config import (
+    check_argv,
+    check_cwd,
+    check_env,
+    check_exit_codes,
+    check_scripts,
+    check_simulated,
+    no_nul,
+    render_argv,
 )
-# argv[0] decides what runs, so task text must never reach it
-EXECUTABLE_PLACEHOLDERS = frozenset({"workspace"})
+from .process import (
+    ATTEMPT_MARKER_ENV,
+    BoundedCapture,
+    attempt_marker,
+    drain,
+    popen_fenced,
+    start_reader,
+    wait_or_stop,
+)
 
-# Programs that run their script argument as code, and the flags that take that script.
-# Task text inside such a script would be code too, so placeholders may not appear in it.
-SCRIPT_FLAGS = {
-    "sh": {"-c"},
-    "bash": {"-c"},
-    "dash": {"-c"},
-    "zsh": {"-c"},
-    "ksh": {"-c"},
-    "fish": {"-c", "--command"},
-    "csh": {"-c"},
-    "tcsh": {"-c"},
-    "busybox": {"-c"},
-    "python": {"-c"},
-    "pypy": {"-c"},
-    "node": {"-e", "--eval", "-p", "--print"},
-    "deno": {"eval"},
-    "bun": {"-e", "--eval", "-p", "--print"},
-    "perl": {"-e", "-E"},
-    "ruby": {"-e"},
-    "php": {"-r"},
-    "lua": {"-e"},
-    "pwsh": {"-c", "-command", "-Command"},
-    "powershell": {"-c", "-command", "-Command"},
-    "Rscript": {"-e"},
-    "osascript": {"-e"},
-    "tclsh": set(),
-    "awk": set(),
-}
-INTERPRETER_VERSION = re.compile(r"^(python|pypy|perl|ruby|php|lua|node)[0-9.]*$")
-ENV_TEXT_VARIABLES = "HIVE_TITLE, HIVE_DESCRIPTION, HIVE_HANDOFF_NOTE, HIVE_ROLE, HIVE_STEP, HIVE_TASK_ID"
+__all__ = ["BoundedCapture", "CommandRuntime", "child_env", "last_json_object", "render_argv"]
 
 DEFAULT_ENV_ALLOW = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH"]
 DEFAULT_TIMEOUT_S = 600
 DEFAULT_MAX_OUTPUT_BYTES = 65536
 ENV_TEXT_LIMIT = 32768
-POLL_INTERVAL_S = 0.05
-KILL_GRACE_S = 2.0
-PIPE_DRAIN_S = 2.0
-READ_CHUNK = 65536
-
-
-class BoundedCapture:
-    """Keeps the first and last bytes of a stream, so memory stays bounded whatever the child prints."""
-
-    def __init__(self, *, limit: int):
-        self._head_limit = limit // 2
-        self._tail_limit = limit - self._head_limit
-        self._head = bytearray()
-        self._tail: collections.deque[bytes] = collections.deque()
-        self._tail_size = 0
-        self._total = 0
-        self._lock = threading.Lock()
-
-    def write(self, data: bytes) -> None:
-        with self._lock:
-            self._total += len(data)
-            room = self._head_limit - len(self._head)
-            if room > 0:
-                self._head += data[:room]
-                data = data[room:]
-            if data:
-                self._tail.append(data)
-                self._tail_size += len(data)
-                # drop whole chunks only; the final trim happens once in text()
-                while self._tail_size - len(self._tail[0]) >= self._tail_limit:
-                    self._tail_size -= len(self._tail.popleft())
-
-    def text(self) -> str:
-        with self._lock:
-            tail = b"".join(self._tail)[-self._tail_limit :] if self._tail_limit else b""
-            head = bytes(self._head)
-            omitted = self._total - len(head) - len(tail)
-        decoded_head = head.decode("utf-8", errors="replace")
-        decoded_tail = tail.decode("utf-8", errors="replace")
-        if omitted:
-            return decoded_head + omitted_marker(count=omitted) + decoded_tail
-        return decoded_head + decoded_tail
 
 
 class CommandRuntime(Runtime):
@@ -193,7 +111,7 @@ class CommandRuntime(Runtime):
             ),
             "env_allow": checker.text_list("env_allow", default=DEFAULT_ENV_ALLOW),
             "env": checker.text_map("env", default={}),
-            "success_exit_codes": _check_exit_codes(checker),
+            "success_exit_codes": check_exit_codes(checker),
             "verdict": checker.choice("verdict", default="exit_code", choices=["exit_code", "json_line"]),
             "failure_outcome": checker.choice(
                 "failure_outcome",
@@ -201,12 +119,12 @@ class CommandRuntime(Runtime):
                 choices=[str(Outcome.FAILURE), str(Outcome.CHANGES_REQUESTED), str(Outcome.CONFLICT)],
             ),
             # a scripted stand-in (demo patches, canned documents) is labelled simulated wherever it is shown
-            "simulated": _check_simulated(checker),
+            "simulated": check_simulated(checker),
         }
-        _check_argv(checker, argv=clean["argv"])
-        _check_scripts(checker, argv=clean["argv"])
-        _check_cwd(checker, cwd=clean["cwd"])
-        _check_env(checker, env_allow=clean["env_allow"], env=clean["env"])
+        check_argv(checker, argv=clean["argv"])
+        check_scripts(checker, argv=clean["argv"])
+        check_cwd(checker, cwd=clean["cwd"])
+        check_env(checker, env_allow=clean["env_allow"], env=clean["env"])
         checker.check()
         return clean
 
@@ -224,21 +142,16 @@ class CommandRuntime(Runtime):
         argv = render_argv(template=self.config["argv"], ctx=ctx)
         env = child_env(ctx=ctx, env_allow=self.config["env_allow"], extra=self.config["env"])
         try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            # its own process group, killed with the daemon: a reclaimed attempt cannot keep working
+            proc = popen_fenced(argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
             return self.failed(error=f"executable not found: {argv[0]}")
         except PermissionError:
             return self.failed(error=f"permission denied running {argv[0]}")
         except OSError as exc:
             return self.failed(error=f"could not start {argv[0]}: {exc.strerror or exc}")
+        if ctx.on_process_start is not None:
+            ctx.on_process_start(proc.pid)
         return self._supervise(proc=proc, cancel=cancel, started=started)
 
     def _supervise(self, *, proc: subprocess.Popen, cancel: threading.Event | None, started: float) -> RuntimeResult:
@@ -247,11 +160,11 @@ class CommandRuntime(Runtime):
         stdout_tail = BoundedCapture(limit=limit)
         stderr_tail = BoundedCapture(limit=limit)
         readers = [
-            _start_reader(pipe=proc.stdout, sinks=(combined, stdout_tail)),
-            _start_reader(pipe=proc.stderr, sinks=(combined, stderr_tail)),
+            start_reader(pipe=proc.stdout, sinks=(combined, stdout_tail)),
+            start_reader(pipe=proc.stderr, sinks=(combined, stderr_tail)),
         ]
-        stopped = _wait_or_stop(proc=proc, cancel=cancel, timeout=self.config["timeout"])
-        _drain(proc=proc, readers=readers)
+        stopped = wait_or_stop(proc=proc, cancel=cancel, timeout=self.config["timeout"])
+        drain(proc=proc, readers=readers)
         duration = time.monotonic() - started
         output = combined.text()
         if stopped:
@@ -284,24 +197,6 @@ class CommandRuntime(Runtime):
         return result
 
 
-def render_argv(*, template: list[str], ctx: TaskContext) -> list[str]:
-    """Fill placeholders element by element; task text only ever becomes a literal argument."""
-    values = placeholder_values(ctx=ctx)
-    argv: list[str] = []
-    for element in template:
-        if element == FILES_ELEMENT:
-            argv.extend(_no_nul(path) for path in ctx.files)
-            continue
-        argv.append(PLACEHOLDER.sub(lambda match: _substitute(match=match, values=values), element))
-    return argv
-
-
-def placeholder_values(*, ctx: TaskContext) -> dict[str, str]:
-    values = {name: str(getattr(ctx, name)) for name in TEXT_PLACEHOLDERS}
-    # exec refuses NUL bytes; dropping them keeps a stray one from aborting the run
-    return {name: _no_nul(value) for name, value in values.items()}
-
-
 def child_env(*, ctx: TaskContext, env_allow: list[str], extra: dict[str, str]) -> dict[str, str]:
     """Only allow-listed variables reach the child, so daemon secrets stay out."""
     env = {name: os.environ[name] for name in env_allow if name in os.environ}
@@ -319,9 +214,13 @@ def child_env(*, ctx: TaskContext, env_allow: list[str], extra: dict[str, str]) 
             "HIVE_TITLE": ctx.title,
             "HIVE_DESCRIPTION": bound_text(ctx.description, limit=ENV_TEXT_LIMIT),
             "HIVE_HANDOFF_NOTE": bound_text(ctx.handoff_note, limit=ENV_TEXT_LIMIT),
+            ATTEMPT_MARKER_ENV: attempt_marker(task_id=ctx.task_id, attempt=ctx.attempt),
         }
     )
-    return {name: _no_nul(value) for name, value in env.items()}
+    if ctx.branch:
+        # a code session: the workspace is the attempt's own worktree
+        env.update({"HIVE_WORKTREE": ctx.workspace, "HIVE_BRANCH": ctx.branch, "HIVE_BASE_SHA": ctx.base_sha})
+    return {name: no_nul(value) for name, value in env.items()}
 
 
 def last_json_object(*, text: str) -> dict | None:
@@ -338,131 +237,6 @@ def last_json_object(*, text: str) -> dict | None:
     return None
 
 
-def _substitute(*, match: re.Match, values: dict[str, str]) -> str:
-    escaped, name = match.groups()
-    if escaped is not None:
-        return "{" + escaped + "}"
-    return values[name]
-
-
-def _no_nul(value: str) -> str:
-    return value.replace("\x00", "")
-
-
-def _check_argv(checker: ConfigChecker, *, argv: list[str]) -> None:
-    for index, element in enumerate(argv):
-        if "\x00" in element:
-            checker.fail("argv", f"element {index} must not contain NUL bytes")
-            continue
-        if not element.strip():
-            checker.fail("argv", f"element {index} is blank; leave it out or give it text")
-            continue
-        names = [name for _, name in PLACEHOLDER.findall(element) if name]
-        unknown = sorted(set(names) - TEXT_PLACEHOLDERS - {"files"})
-        if unknown:
-            known = ", ".join("{" + name + "}" for name in sorted(TEXT_PLACEHOLDERS | {"files"}))
-            checker.fail("argv", f"element {index} uses unknown placeholder {{{unknown[0]}}}; known: {known}")
-        elif "files" in names and element != FILES_ELEMENT:
-            checker.fail("argv", f"element {index}: {FILES_ELEMENT} must be a whole argv element")
-        elif index == 0 and (not element.strip() or set(names) - EXECUTABLE_PLACEHOLDERS):
-            checker.fail("argv", "element 0 must name the program; only {workspace} may appear in it")
-
-
-def _program(element: str) -> str:
-    """The interpreter an argv element names: /usr/bin/python3.12 -> python, bash -> bash."""
-    name = PurePosixPath(element).name
-    match = INTERPRETER_VERSION.match(name)
-    return match.group(1) if match else name
-
-
-def _script_positions(argv: list[str]) -> list[tuple[int, str]]:
-    """Indexes of argv elements a shell or interpreter runs as code, with the command that runs them.
-
-    `env [VAR=x] sh -c SCRIPT`, `bash -lc SCRIPT`, `python3 -c SCRIPT`, `node -e SCRIPT`, …
-    """
-    start = 0
-    if argv and _program(argv[0]) == "env":
-        start = 1
-        while start < len(argv) and (argv[start].startswith("-") or "=" in argv[start]):
-            start += 1
-    if start >= len(argv):
-        return []
-    program = _program(argv[start])
-    flags = SCRIPT_FLAGS.get(program)
-    if flags is None:
-        return []
-    positions = []
-    for index in range(start + 1, len(argv)):
-        element = argv[index]
-        short_combined = element.startswith("-") and not element.startswith("--") and "c" in element[1:]
-        if element in flags or (program in {"sh", "bash", "dash", "zsh", "ksh"} and short_combined):
-            if index + 1 < len(argv):
-                positions.append((index + 1, f"{program} {element}"))
-            break
-    if not flags and start + 1 < len(argv):
-        # awk and tclsh run their first non-option argument
-        rest = [i for i in range(start + 1, len(argv)) if not argv[i].startswith("-")]
-        if rest:
-            positions.append((rest[0], program))
-    return positions
-
-
-def _check_scripts(checker: ConfigChecker, *, argv: list[str]) -> None:
-    """Task text must never become code: no placeholders inside a shell's or an interpreter's script."""
-    for index, command in _script_positions(argv):
-        names = [name for _, name in PLACEHOLDER.findall(argv[index]) if name]
-        if names:
-            checker.fail(
-                "argv",
-                f"element {index} is the script of `{command}` and uses {{{names[0]}}}: task text there would run "
-                f'as code; read it from the environment instead ({ENV_TEXT_VARIABLES}, e.g. "$HIVE_TITLE")',
-            )
-            return
-
-
-def _check_cwd(checker: ConfigChecker, *, cwd: str) -> None:
-    path = PurePosixPath(cwd)
-    if path.is_absolute():
-        checker.fail("cwd", "must be a path relative to the workspace")
-    elif ".." in path.parts:
-        checker.fail("cwd", "must stay inside the workspace (no '..')")
-    elif "\x00" in cwd:
-        checker.fail("cwd", "must not contain NUL bytes")
-
-
-def _check_env(checker: ConfigChecker, *, env_allow: list[str], env: dict[str, str]) -> None:
-    bad_allow = [name for name in env_allow if not ENV_NAME.fullmatch(name)]
-    if bad_allow:
-        checker.fail("env_allow", f"{bad_allow[0]!r} is not a valid variable name")
-    for name, value in env.items():
-        if not ENV_NAME.fullmatch(name):
-            checker.fail("env", f"{name!r} is not a valid variable name")
-        elif name.startswith("HIVE_"):
-            checker.fail("env", f"{name} is reserved; HIVE_* variables are set for each task")
-        elif "\x00" in value:
-            checker.fail("env", f"value of {name} must not contain NUL bytes")
-
-
-def _check_simulated(checker: ConfigChecker) -> bool:
-    value = checker.raw.get("simulated", False)
-    if not isinstance(value, bool):
-        checker.fail("simulated", "must be true or false")
-        return False
-    return value
-
-
-def _check_exit_codes(checker: ConfigChecker) -> list[int]:
-    codes = checker.raw.get("success_exit_codes", [0])
-    if (
-        not isinstance(codes, list)
-        or not codes
-        or not all(isinstance(code, int) and not isinstance(code, bool) and 0 <= code <= 255 for code in codes)
-    ):
-        checker.fail("success_exit_codes", "must be a non-empty list of exit codes between 0 and 255")
-        return [0]
-    return list(codes)
-
-
 def _resolve_workdir(*, workspace: str, cwd: str) -> tuple[str, str]:
     """The real directory to run in, or an error when it is missing or escapes the workspace."""
     root = Path(workspace)
@@ -476,74 +250,6 @@ def _resolve_workdir(*, workspace: str, cwd: str) -> tuple[str, str]:
     if not target.is_dir():
         return "", f"working directory not found: {cwd}"
     return str(target), ""
-
-
-def _start_reader(*, pipe: IO[bytes], sinks: tuple[BoundedCapture, ...]) -> threading.Thread:
-    def pump() -> None:
-        with pipe:
-            while chunk := pipe.read1(READ_CHUNK):
-                for sink in sinks:
-                    sink.write(chunk)
-
-    reader = threading.Thread(target=pump, name="hive-command-reader", daemon=True)
-    reader.start()
-    return reader
-
-
-def _wait_or_stop(*, proc: subprocess.Popen, cancel: threading.Event | None, timeout: float) -> str:
-    """Wait for the child; on timeout or cancel kill its process group and say why."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            proc.wait(timeout=POLL_INTERVAL_S)
-            return ""
-        except subprocess.TimeoutExpired:
-            pass
-        if cancel is not None and cancel.is_set():
-            reason = "cancelled"
-        elif time.monotonic() >= deadline:
-            reason = f"timed out after {timeout:g} s"
-        else:
-            continue
-        _kill_group(proc=proc)
-        return reason
-
-
-def _kill_group(*, proc: subprocess.Popen) -> None:
-    """SIGTERM the whole group, give it a short grace, then SIGKILL whatever is left."""
-    _signal_group(pgid=proc.pid, signum=signal.SIGTERM)
-    deadline = time.monotonic() + KILL_GRACE_S
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=KILL_GRACE_S)
-    # grandchildren may outlive the direct child; wait for them within the same grace
-    while _group_alive(pgid=proc.pid) and time.monotonic() < deadline:
-        time.sleep(POLL_INTERVAL_S)
-    _signal_group(pgid=proc.pid, signum=signal.SIGKILL)
-    proc.wait()
-
-
-def _drain(*, proc: subprocess.Popen, readers: list[threading.Thread]) -> None:
-    """Finish reading output; descendants still holding the pipes open are killed."""
-    deadline = time.monotonic() + PIPE_DRAIN_S
-    for reader in readers:
-        reader.join(timeout=max(0.0, deadline - time.monotonic()))
-    if any(reader.is_alive() for reader in readers):
-        _signal_group(pgid=proc.pid, signum=signal.SIGKILL)
-        for reader in readers:
-            reader.join(timeout=PIPE_DRAIN_S)
-
-
-def _signal_group(*, pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
-def _group_alive(*, pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
 
 
 def _default_summary(*, succeeded: bool, exit_code: int, stdout: str, stderr: str, duration: float) -> str:
