@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .git import GitError, git, is_ancestor, merge_tree_supported
 from .verify import CommandRun, verify_passed, verify_run
-from .workspace import Clone, branch_push, clone_fetch, worktree_add, worktree_remove
+from .workspace import Clone, branch_push, clone_fetch, refuse_checked_out, worktree_add, worktree_remove
 
 HUNK_LIMIT_CHARS = 4000
 HUNKS_PER_FILE = 20
@@ -114,10 +114,17 @@ def merge_workflow(
     verify_timeout_s: float = 600.0,
     worktree_name: str = "",
     keep_worktree: bool = False,
+    fetch: bool = True,
 ) -> MergeResult:
     """One merge of `workflow_branch` onto `target_branch` in the session repository; the target only moves
-    when the merge is clean and its verification passed, and only from the head this merge started from."""
-    clone_fetch(clone)
+    when the merge is clean and its verification passed, and only from the head this merge started from.
+
+    `fetch=False` merges against the clone's current view: a stale view costs a TARGET_MOVED (the clone
+    is fetched then), never a wrong merge.
+    """
+    refuse_checked_out(repository=clone.repository, branch=target_branch)
+    if fetch:
+        clone_fetch(clone)
     target = clone.remote_head(target_branch)
     head = clone.remote_head(workflow_branch)
     if not target or not head:

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import hashlib
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,9 @@ FETCH_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
 DIFF_LIMIT_BYTES = 512 * 1024
 # push --porcelain flags a ref it refused with "!": the lease (expected old value) did not hold
 REJECTED = "!"
+# parked worktrees kept per clone for reuse (a checkout of a big repository costs seconds, a switch milliseconds)
+POOL_PREFIX = "free-"
+POOL_SIZE = 24
 
 
 class WorkingCopyConflict(GitError):
@@ -128,32 +132,43 @@ def refuse_checked_out(*, repository: str, branch: str) -> None:
         )
 
 
-def branch_push(clone: Clone, *, branch: str, new: str, expected_old: str | None) -> bool:
+def branch_push(
+    clone: Clone, *, branch: str, new: str, expected_old: str | None, check_working_copy: bool = False
+) -> bool:
     """Compare-and-swap the session repository's `branch` from `expected_old` (None: must not exist) to `new`.
 
     False when the branch no longer has the expected value (another attempt or merger moved it first).
+    The receiving side always refuses to move a branch checked out in a working copy, whatever its config says.
     """
-    refuse_checked_out(repository=clone.repository, branch=branch)
+    if check_working_copy:
+        refuse_checked_out(repository=clone.repository, branch=branch)
     ref = f"refs/heads/{branch}"
     lease = f"--force-with-lease={ref}:{expected_old or ''}"
+    argv = ["push", "--porcelain", "--quiet", lease, *_receive_pack(clone), REMOTE, f"{new}:{ref}"]
     with clone_lock(clone):
-        result = git("push", "--porcelain", "--quiet", lease, REMOTE, f"{new}:{ref}", cwd=clone.path, ok_codes=(0, 1))
+        result = git(*argv, cwd=clone.path, ok_codes=(0, 1))
         if result.exit_code == 0:
-            if new:
-                git("update-ref", clone.remote_ref(branch), new, cwd=clone.path)
-            else:
-                git("update-ref", "-d", clone.remote_ref(branch), cwd=clone.path)
-            return True
-        refused = any(line.startswith(REJECTED + "\t") for line in result.stdout.splitlines())
-        if not refused:
+            return True  # push moved the remote-tracking ref too (the fetch refspec maps it)
+        # "[rejected] (stale info)": the lease did not hold; "[remote rejected] (…)": the repository said no
+        lost_race = any(
+            line.startswith(REJECTED + "\t") and "\t[rejected]" in line for line in result.stdout.splitlines()
+        )
+        if not lost_race:
             raise GitError(
-                argv=["git", "push", lease, REMOTE, f"{new}:{ref}"],
+                argv=["git", *argv],
                 cwd=str(clone.path),
                 exit_code=result.exit_code,
-                stderr=result.stderr or result.stdout,
+                stderr=(result.stderr + result.stdout).strip(),
             )
         _fetch(clone)
         return False
+
+
+def _receive_pack(clone: Clone) -> list[str]:
+    """For a repository on this machine: its receive-pack refuses checked-out branches and runs no hooks."""
+    if "://" in clone.repository or ":" in clone.repository.split("/")[0]:
+        return []
+    return ["--receive-pack=git -c receive.denyCurrentBranch=refuse -c core.hooksPath=/dev/null receive-pack"]
 
 
 def branch_delete_remote(clone: Clone, *, branch: str, expected_old: str) -> bool:
@@ -166,7 +181,7 @@ def target_ensure(clone: Clone, *, branch: str) -> str:
     if existing:
         return existing
     start = repository_head(clone)
-    if not branch_push(clone, branch=branch, new=start, expected_old=None):
+    if not branch_push(clone, branch=branch, new=start, expected_old=None, check_working_copy=True):
         existing = clone.remote_head(branch)  # another daemon created it first
         if existing:
             return existing
@@ -187,40 +202,87 @@ def workflow_branch_ensure(clone: Clone, *, branch: str, target: str) -> str:
 def worktree_add(clone: Clone, *, name: str, branch: str, start: str) -> Worktree:
     """A fresh worktree `name` on a new local branch `branch` at commit `start` (stale leftovers replaced).
 
-    An empty `branch` makes a detached worktree (for verifying a merge).
+    An empty `branch` makes a detached worktree (for verifying a merge). A recycled worktree from the
+    clone's pool is preferred: switching it rewrites only the files that differ, where a new one writes all.
     """
     path = clone.worktrees / name
     with clone_lock(clone):
         _worktree_discard(clone, path=path, branch=branch)
-        if branch:
-            git("worktree", "add", "--quiet", "--no-track", "-b", branch, str(path), start, cwd=clone.path)
-        else:
-            git("worktree", "add", "--quiet", "--detach", str(path), start, cwd=clone.path)
+        recycled = _pool_take(clone, path=path)
+        if not recycled:
+            target = ["--no-track", "-b", branch] if branch else ["--detach"]
+            git("worktree", "add", "--quiet", *target, str(path), start, cwd=clone.path)
+    if recycled:
+        try:
+            target = ["--no-track", "-B", branch, start] if branch else ["--detach", start]
+            git("checkout", "--quiet", "--force", *target, cwd=path)
+            # nothing of the previous attempt may remain: untracked and ignored files go too
+            git("clean", "-ffdxq", cwd=path)
+        except GitError:
+            worktree_remove(clone, Worktree(path=path, branch=branch, base_sha=start), recycle=False)
+            return worktree_add(clone, name=name, branch=branch, start=start)
     return Worktree(path=path, branch=branch, base_sha=start)
 
 
-def worktree_remove(clone: Clone, worktree: Worktree) -> None:
+def worktree_remove(clone: Clone, worktree: Worktree, *, recycle: bool = True) -> None:
+    """Remove an attempt's worktree and its local branch; its folder may be kept, emptied of the attempt, for reuse."""
     with clone_lock(clone):
+        if recycle and worktree.path.exists() and _pool_put(clone, worktree=worktree):
+            return
         _worktree_discard(clone, path=worktree.path, branch=worktree.branch)
+
+
+def _pool_take(clone: Clone, *, path: Path) -> bool:
+    free = sorted(clone.worktrees.glob(POOL_PREFIX + "*"))
+    if not free:
+        return False
+    result = git("worktree", "move", str(free[0]), str(path), cwd=clone.path, check=False)
+    if result.exit_code != 0:
+        _worktree_discard(clone, path=free[0], branch="")
+        return False
+    return True
+
+
+def _pool_put(clone: Clone, *, worktree: Worktree) -> bool:
+    """Detach the worktree from its branch, delete the branch and park the folder under a pool name."""
+    if len(list(clone.worktrees.glob(POOL_PREFIX + "*"))) >= POOL_SIZE:
+        return False
+    try:
+        git("checkout", "--quiet", "--detach", cwd=worktree.path)
+        if worktree.branch and rev_parse(cwd=clone.path, rev=f"refs/heads/{worktree.branch}"):
+            git("branch", "--quiet", "-D", worktree.branch, cwd=clone.path)
+        git(
+            "worktree",
+            "move",
+            str(worktree.path),
+            str(clone.worktrees / f"{POOL_PREFIX}{uuid.uuid4().hex[:12]}"),
+            cwd=clone.path,
+        )
+    except GitError:
+        return False
+    return True
 
 
 def _worktree_discard(clone: Clone, *, path: Path, branch: str) -> None:
     if path.exists():
         git("worktree", "remove", "--force", "--force", str(path), cwd=clone.path, check=False)
         shutil.rmtree(path, ignore_errors=True)
-    git("worktree", "prune", cwd=clone.path)
+        git("worktree", "prune", cwd=clone.path)
     if branch and rev_parse(cwd=clone.path, rev=f"refs/heads/{branch}"):
         git("branch", "--quiet", "-D", branch, cwd=clone.path)
 
 
 def worktrees_prune(clone: Clone, *, keep: set[str] = frozenset()) -> list[str]:
-    """Remove this clone's worktrees (and their branches) except those named in `keep`: a restart's leftovers."""
+    """Remove this clone's worktrees (and their branches) except those named in `keep`: a restart's leftovers.
+
+    The pool's parked worktrees are kept; they hold no attempt.
+    """
     removed = []
     with clone_lock(clone):
         git("worktree", "prune", cwd=clone.path)
         branches = _worktree_branches(clone)
         for path in sorted(clone.worktrees.iterdir()) if clone.worktrees.exists() else []:
-            if path.name in keep:
+            if path.name in keep or path.name.startswith(POOL_PREFIX):
                 continue
             _worktree_discard(clone, path=path, branch=branches.get(str(path), ""))
             removed.append(path.name)
@@ -239,16 +301,17 @@ def _worktree_branches(clone: Clone) -> dict[str, str]:
 
 
 def commit_leftovers(worktree: Worktree, *, author: tuple[str, str], message: str) -> str:
-    """Commit whatever the agent left uncommitted, as the agent; the worktree's head afterwards."""
+    """Commit whatever the agent left uncommitted, as the agent; the worktree's head afterwards.
+
+    A merge the worktree is in the middle of (conflict resolution) is concluded by this commit.
+    """
     git("add", "--all", cwd=worktree.path)
-    staged = git("diff", "--cached", "--quiet", cwd=worktree.path, ok_codes=(0, 1))
-    if staged.exit_code == 1 or _merging(worktree):
-        git("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree.path, author=author)
+    result = git("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree.path, author=author, ok_codes=(0, 1))
+    if result.exit_code == 1 and "nothing to commit" not in result.stdout + result.stderr:
+        raise GitError(
+            argv=["git", "commit"], cwd=str(worktree.path), exit_code=1, stderr=(result.stderr + result.stdout).strip()
+        )
     return rev_parse(cwd=worktree.path, rev="HEAD") or worktree.base_sha
-
-
-def _merging(worktree: Worktree) -> bool:
-    return rev_parse(cwd=worktree.path, rev="MERGE_HEAD") is not None
 
 
 def changed_files(*, cwd: str | Path, base: str, head: str) -> list[str]:
@@ -258,7 +321,11 @@ def changed_files(*, cwd: str | Path, base: str, head: str) -> list[str]:
 
 def same_tree(*, cwd: str | Path, base: str, head: str) -> bool:
     """True when `head` changes nothing against `base`, whatever its commits say."""
-    return rev_parse(cwd=cwd, rev=f"{base}^{{tree}}") == rev_parse(cwd=cwd, rev=f"{head}^{{tree}}")
+    if base.startswith("-") or head.startswith("-"):
+        raise ValueError("a revision, not an option, is expected")
+    trees = git("rev-parse", f"{base}^{{tree}}", f"{head}^{{tree}}", cwd=cwd)
+    first, second = trees.stdout.split()
+    return first == second
 
 
 def diff_text(*, cwd: str | Path, base: str, head: str, limit: int = DIFF_LIMIT_BYTES) -> tuple[str, bool]:

@@ -9,6 +9,7 @@ import pytest
 from coordination.delivery.git import GitError, branch_name_valid, merge_tree_supported
 from coordination.delivery.merger import MergeStatus, merge_workflow
 from coordination.delivery.workspace import (
+    POOL_PREFIX,
     WorkingCopyConflict,
     advance_allowed,
     branch_push,
@@ -140,14 +141,22 @@ def test_users_working_copy_is_byte_for_byte_unchanged(user_repo, root):
 
 
 def test_checked_out_target_branch_is_refused(user_repo, root):
+    # even a user who lets pushes update their working tree keeps it: the hive's pushes refuse checked-out branches
+    run_git("config", "receive.denyCurrentBranch", "updateInstead", cwd=user_repo)
+    before = snapshot(user_repo)
     clone = clone_open(root=root, repository=str(user_repo))
     head = clone.remote_head("main")
+    _, _, new_head = deliver_attempt(clone, workflow="hive/s/w1", name="t1-a1", edits={"x.txt": "x\n"})
     with pytest.raises(WorkingCopyConflict, match="checked out"):
-        branch_push(clone, branch="main", new=head, expected_old=head)
-    deliver_attempt(clone, workflow="hive/s/w1", name="t1-a1", edits={"x.txt": "x\n"})
+        branch_push(clone, branch="main", new=new_head, expected_old=head, check_working_copy=True)
+    with pytest.raises(GitError, match="checked out"):
+        branch_push(clone, branch="main", new=new_head, expected_old=head)
     with pytest.raises(WorkingCopyConflict):
         merge_workflow(clone, workflow_branch="hive/s/w1", target_branch="main", verify_commands=[], message="m")
     assert run_git("rev-parse", "main", cwd=user_repo) == head
+    assert {k: v for k, v in snapshot(user_repo).items() if not k.startswith(".git/")} == {
+        k: v for k, v in before.items() if not k.startswith(".git/")
+    }
 
 
 def test_a_late_attempt_can_never_move_the_workflow_branch(user_repo, root):
@@ -185,7 +194,8 @@ def test_merge_verify_failure_leaves_the_target_where_it_was(user_repo, root):
     assert result.status == MergeStatus.VERIFY_FAILED
     assert result.verify[0].exit_code == 3 and "broken" in result.verify[0].output_tail
     assert run_git("rev-parse", TARGET, cwd=user_repo) == target
-    assert [path.name for path in clone.worktrees.iterdir()] == ["t1-a1"], "the merge's own worktree is removed"
+    names = [path.name for path in clone.worktrees.iterdir() if not path.name.startswith(POOL_PREFIX)]
+    assert names == ["t1-a1"], "the merge's own worktree is removed"
 
 
 def test_shared_bare_repository_lets_another_daemon_continue(bare_repo, tmp_path):
@@ -220,3 +230,21 @@ def test_a_repository_that_is_not_git_is_a_git_error(tmp_path, root):
     with pytest.raises(GitError) as caught:
         clone_open(root=root, repository=str(plain))
     assert caught.value.exit_code and caught.value.stderr
+
+
+def test_a_recycled_worktree_holds_nothing_of_the_previous_attempt(user_repo, root):
+    clone = clone_open(root=root, repository=str(user_repo))
+    start = workflow_branch_ensure(clone, branch="hive/s/w1", target=TARGET)
+    first = worktree_add(clone, name="t1-a1", branch="hive/s/t1-a1", start=start)
+    (first.path / "committed.txt").write_text("committed\n")
+    commit_leftovers(first, author=("dev-1", "dev-1@hive.local"), message="one")
+    (first.path / "untracked.txt").write_text("left behind\n")
+    (first.path / "shared.txt").write_text("dirty\n")
+    worktree_remove(clone, first)
+    assert not first.path.exists()
+    assert run_git("branch", "--list", "hive/s/t1-a1", cwd=clone.path) == ""
+    second = worktree_add(clone, name="t2-a1", branch="hive/s/t2-a1", start=start)
+    assert sorted(path.name for path in second.path.iterdir()) == [".git", "README.md", "shared.txt"]
+    assert (second.path / "shared.txt").read_text() == "one\ntwo\nthree\n"
+    assert run_git("rev-parse", "HEAD", cwd=second.path) == start
+    assert run_git("symbolic-ref", "--short", "HEAD", cwd=second.path) == "hive/s/t2-a1"
