@@ -94,7 +94,11 @@ class Agent(models.Model):
 
     @property
     def is_simulated(self) -> bool:
-        return self.runtime == self.Runtime.SCRIPTED
+        """Scripted agents, and command agents whose config says they are scripted stand-ins."""
+        if self.runtime == self.Runtime.SCRIPTED:
+            return True
+        config = self.runtime_config if isinstance(self.runtime_config, dict) else {}
+        return self.runtime == self.Runtime.COMMAND and config.get("simulated") is True
 
     @property
     def success_rate(self) -> float | None:
