@@ -8,6 +8,7 @@ from __future__ import annotations
 from .base import Outcome, Runtime, RuntimeConfigError, RuntimeResult, TaskContext
 from .command import CommandRuntime
 from .llm import LLMRuntime
+from .presets import PRESETS, PresetRuntime
 from .scripted import ScriptedRuntime
 
 RUNTIMES: dict[str, type[Runtime]] = {
@@ -20,6 +21,8 @@ __all__ = [
     "RUNTIMES",
     "CommandRuntime",
     "LLMRuntime",
+    "PRESETS",
+    "PresetRuntime",
     "Outcome",
     "Runtime",
     "RuntimeConfigError",
@@ -31,14 +34,21 @@ __all__ = [
 ]
 
 
-def validate_runtime_config(kind: str, config: dict | None) -> dict:
-    """The normalised config for `kind`, or RuntimeConfigError naming every bad field."""
+def runtime_class_for(kind: str, config: dict | None) -> type[Runtime]:
+    """The class that runs `kind` with `config`: a command config naming a preset is a PresetRuntime."""
     runtime_class = RUNTIMES.get(kind)
     if runtime_class is None:
         choices = ", ".join(sorted(RUNTIMES))
         raise RuntimeConfigError({"runtime": f"unknown runtime {kind!r}; choose one of {choices}"})
-    return runtime_class.validate_config({} if config is None else config)
+    if runtime_class is CommandRuntime and isinstance(config, dict) and "preset" in config:
+        return PresetRuntime
+    return runtime_class
+
+
+def validate_runtime_config(kind: str, config: dict | None) -> dict:
+    """The normalised config for `kind`, or RuntimeConfigError naming every bad field."""
+    return runtime_class_for(kind, config).validate_config({} if config is None else config)
 
 
 def build_runtime(kind: str, config: dict | None) -> Runtime:
-    return RUNTIMES[kind](validate_runtime_config(kind, config))
+    return runtime_class_for(kind, config)(validate_runtime_config(kind, config))

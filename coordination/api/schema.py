@@ -15,7 +15,7 @@ import re
 from django.conf import settings
 
 from agents.models import Agent
-from agents.runtimes import RUNTIMES
+from agents.runtimes import RUNTIMES, CommandRuntime, PresetRuntime
 from coordination.inputs import MAX_BACKLOG_ITEMS, MAX_TEAM_MEMBERS
 
 MEMBER_COMPONENTS = ("MemberInputRequest", "AgentCreateInputRequest")
@@ -50,6 +50,8 @@ def _member_variants(base: dict) -> list[dict]:
             "runtime": {"type": "string", "enum": [kind]},
             "runtime_config": runtime_class.config_schema,
         }
+        if runtime_class is CommandRuntime:  # an argv of its own, or a coding-agent preset
+            properties["runtime_config"] = {"oneOf": [CommandRuntime.config_schema, PresetRuntime.config_schema]}
         required = list(base.get("required", []))
         if kind != Agent.Runtime.SCRIPTED:  # scripted is the default runtime; the others must be named
             required += ["runtime", *(["runtime_config"] if runtime_class.config_schema.get("required") else [])]
