@@ -30,6 +30,9 @@ from .base import (
 )
 from .command import DEFAULT_ENV_ALLOW, CommandRuntime
 
+MODEL = re.compile(r"^[^\x00\s]*$")
+BASE_URL = re.compile(r"^(https?://[^\x00\s]+)?$")
+EXTRA_ARG = re.compile(r"^-[^\x00{}]*$")
 PROMPT = "Task #{task_id} ({role}, {step} step, round {round}): {title}\n\n{description}\n\n{handoff_note}"
 DEFAULT_TIMEOUT_S = 1800
 
@@ -49,13 +52,12 @@ class Preset:
     argv: Callable[[dict], list[str]]
     env: tuple[str, ...]
     parse: Callable[[str], Usage]
-    needs_model: bool = False
 
 
 def _aider_argv(options: dict) -> list[str]:
     argv = ["aider", "--yes-always", "--no-git", "--no-pretty", "--no-stream", "--no-check-update"]
     argv += ["--no-show-model-warnings", "--no-analytics", "--edit-format", options["edit_format"] or "diff"]
-    argv += ["--model", options["model"]]
+    argv += ["--model", options["model"]] if options["model"] else []
     if options["base_url"]:
         argv += ["--openai-api-base", options["base_url"]]
     return [*argv, *options["extra_args"], "--message", PROMPT, "{files}"]
@@ -174,7 +176,7 @@ def parse_opencode(stdout: str) -> Usage:
 
 
 PRESETS: dict[str, Preset] = {
-    "aider": Preset("aider", _aider_argv, ("OPENAI_API_KEY", "OPENAI_API_BASE"), parse_aider, needs_model=True),
+    "aider": Preset("aider", _aider_argv, ("OPENAI_API_KEY", "OPENAI_API_BASE"), parse_aider),
     "claude-code": Preset("claude", _claude_argv, ("ANTHROPIC_API_KEY",), parse_claude),
     "codex": Preset("codex", _codex_argv, ("OPENAI_API_KEY", "CODEX_API_KEY"), parse_codex),
     "gemini-cli": Preset("gemini", _gemini_argv, ("GEMINI_API_KEY", "GOOGLE_API_KEY"), parse_gemini),
@@ -192,10 +194,10 @@ class PresetRuntime(CommandRuntime):
         "required": ["preset"],
         "properties": {
             "preset": {"enum": sorted(PRESETS)},
-            "model": {"type": "string", "pattern": r"^[^\x00\s]+$"},
-            "base_url": {"type": "string", "pattern": r"^(https?://[^\x00\s]+)?$"},
+            "model": {"type": "string", "pattern": MODEL.pattern},
+            "base_url": {"type": "string", "pattern": BASE_URL.pattern},
             "edit_format": {"enum": ["", "diff", "whole", "udiff"]},
-            "extra_args": {"type": "array", "items": {"type": "string", "pattern": r"^-[^\x00]*$"}},
+            "extra_args": {"type": "array", "items": {"type": "string", "pattern": EXTRA_ARG.pattern}},
             "env_allow": {"type": "array", "items": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}},
             "timeout": {"type": "number", "minimum": 1, "maximum": 86400},
         },
@@ -206,22 +208,20 @@ class PresetRuntime(CommandRuntime):
         checker = ConfigChecker(config, allowed=cls.OPTIONS)
         clean = {
             "preset": checker.choice("preset", default="aider", choices=sorted(PRESETS)),
-            "model": checker.text("model", default="").strip(),
-            "base_url": checker.text("base_url", default="").strip(),
+            "model": checker.text("model", default=""),
+            "base_url": checker.text("base_url", default=""),
             "edit_format": checker.choice("edit_format", default="", choices=["", "diff", "whole", "udiff"]),
             "extra_args": checker.text_list("extra_args", default=[]),
             "env_allow": checker.text_list("env_allow", default=[]),
             "timeout": checker.number("timeout", default=DEFAULT_TIMEOUT_S, minimum=1, maximum=86400),
         }
-        preset = PRESETS[clean["preset"]]
-        if preset.needs_model and not clean["model"] and "preset" not in checker.errors:
-            checker.fail("model", f"is required by the {clean['preset']} preset")
-        if clean["base_url"] and not re.fullmatch(r"https?://\S+", clean["base_url"]):
+        if not MODEL.fullmatch(clean["model"]):
+            checker.fail("model", "must be a model name without spaces")
+        if not BASE_URL.fullmatch(clean["base_url"]):
             checker.fail("base_url", "must be an http:// or https:// URL")
-        for arg in clean["extra_args"]:
+        if not all(EXTRA_ARG.fullmatch(arg) for arg in clean["extra_args"]):
             # options only: a positional argument could become the program's script or prompt
-            if not arg.startswith("-") or "{" in arg or "\0" in arg:
-                checker.fail("extra_args", "must be options starting with '-', without placeholders")
+            checker.fail("extra_args", "must be options starting with '-' (--name=value), without placeholders")
         for name in clean["env_allow"]:
             if not ENV_NAME.fullmatch(name):
                 checker.fail("env_allow", f"{name!r} is not an environment variable name")

@@ -116,7 +116,7 @@ def test_errors_reported_by_the_cli_are_failures():
     ("config", "field"),
     [
         ({"preset": "cursor"}, "preset"),
-        ({"preset": "aider"}, "model"),
+        ({"preset": "aider", "model": "two words"}, "model"),
         ({"preset": "codex", "extra_args": ["rm -rf /"]}, "extra_args"),
         ({"preset": "codex", "extra_args": ["--x={title}"]}, "extra_args"),
         ({"preset": "codex", "env_allow": ["1BAD"]}, "env_allow"),
