@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from .models import CoordinationEvent
 logger = logging.getLogger(__name__)
 
 GLOBAL_GROUP = "hive.events"
+MESSAGE_LIMIT = 500  # CoordinationEvent.message's length
 MESSAGE_TYPE = "coordination.events"
 
 
@@ -70,7 +72,7 @@ class EventDraft:
     def to_model(self, *, now) -> CoordinationEvent:
         return CoordinationEvent(
             type=self.type,
-            message=self.message[:500],
+            message=self.message[:MESSAGE_LIMIT],
             session_id=self.session_id,
             workflow_id=self.workflow_id,
             task_id=self.task_id,
@@ -88,8 +90,7 @@ def events_record(drafts: Sequence[EventDraft], *, now) -> list[CoordinationEven
     if not drafts:
         return []
     events = CoordinationEvent.objects.bulk_create([draft.to_model(now=now) for draft in drafts])
-    payloads = [event_payload(event) for event in events]
-    transaction.on_commit(lambda: publish(payloads))
+    publish_on_commit([event_payload(event) for event in events])
     return events
 
 
@@ -99,20 +100,88 @@ def event_record(draft: EventDraft, *, now) -> CoordinationEvent:
 
 def event_payload(event: CoordinationEvent) -> dict[str, Any]:
     """The one shape every client receives (API, WebSocket, console)."""
+    return _payload(
+        pk=event.pk,
+        type=event.type,
+        message=event.message,
+        session=event.session_id,
+        workflow=event.workflow_id,
+        task=event.task_id,
+        agent=event.agent_id,
+        participants=event.participants,
+        context=event.collaboration_data,
+        business_impact=event.business_impact,
+        simulated=event.simulated,
+        created_at=event.created_at,
+    )
+
+
+def draft_payload(draft: EventDraft, *, pk: int, now) -> dict[str, Any]:
+    """event_payload of the row `draft` was stored as (id `pk`, created at `now`), without loading it."""
+    return _payload(
+        pk=pk,
+        type=draft.type,
+        message=draft.message[:MESSAGE_LIMIT],
+        session=draft.session_id,
+        workflow=draft.workflow_id,
+        task=draft.task_id,
+        agent=draft.agent_id,
+        participants=draft.participants,
+        context=draft.collaboration_data,
+        business_impact=draft.business_impact,
+        simulated=draft.simulated,
+        created_at=now,
+    )
+
+
+def _payload(
+    *, pk, type, message, session, workflow, task, agent, participants, context, business_impact, simulated, created_at
+) -> dict[str, Any]:
     return {
-        "id": event.pk,
-        "type": event.type,
-        "message": event.message,
-        "session": event.session_id,
-        "workflow": event.workflow_id,
-        "task": event.task_id,
-        "agent": event.agent_id,
-        "participants": event.participants,
-        "context": event.collaboration_data,
-        "businessImpact": event.business_impact,
-        "simulated": event.simulated,
-        "created_at": event.created_at.isoformat(),
+        "id": pk,
+        "type": type,
+        "message": message,
+        "session": session,
+        "workflow": workflow,
+        "task": task,
+        "agent": agent,
+        "participants": participants,
+        "context": context,
+        "businessImpact": business_impact,
+        "simulated": simulated,
+        "created_at": created_at.isoformat(),
     }
+
+
+_collecting = threading.local()
+
+
+@contextmanager
+def one_publish():
+    """Collect the events written inside into one publish after commit (one message per group).
+
+    Used inside an atomic block; payloads keep the order they were written in.
+    """
+    if getattr(_collecting, "payloads", None) is not None:  # already collecting: the outer block publishes
+        yield
+        return
+    payloads: list[dict] = []
+    _collecting.payloads = payloads
+    try:
+        yield
+    finally:
+        _collecting.payloads = None
+    if payloads:
+        transaction.on_commit(lambda: publish(payloads))
+
+
+def publish_on_commit(payloads: list[dict[str, Any]]) -> None:
+    """Publish `payloads` once the current transaction commits (with the rest of a one_publish block)."""
+    pending = getattr(_collecting, "payloads", None)
+    if pending is not None:
+        pending.extend(payloads)
+    else:
+        transaction.on_commit(lambda: publish(payloads))
 
 
 def publish(payloads: Iterable[dict[str, Any]]) -> None:

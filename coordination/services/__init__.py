@@ -13,6 +13,7 @@ from .dispatch import (
     tasks_hand_back,
     tasks_lease_renew,
     tasks_reclaim_expired,
+    tasks_release,
 )
 from .work import (
     MemberSpec,
@@ -51,6 +52,7 @@ __all__ = [
     "tasks_hand_back",
     "tasks_lease_renew",
     "tasks_reclaim_expired",
+    "tasks_release",
     "team_spawn",
     "work_submit",
 ]

@@ -247,7 +247,7 @@ def agent_resume(*, agent: Agent, user=None) -> Agent:
 
 def agent_restart(*, agent: Agent, user=None) -> Agent:
     """Hand the agent's running tasks back to the queue and bring it back idle."""
-    from .dispatch import _release
+    from .dispatch import tasks_release
 
     with transaction.atomic():
         tasks = list(
@@ -257,7 +257,7 @@ def agent_restart(*, agent: Agent, user=None) -> Agent:
             .order_by("id")
         )
         if tasks:
-            _release(
+            tasks_release(
                 tasks=tasks,
                 now=timezone.now(),
                 attempt_status=TaskAttempt.Status.HANDED_BACK,

@@ -466,7 +466,8 @@ def test_a_failing_claim_in_the_combined_tick_loses_no_result(workspace, engines
             raise RuntimeError("claim broke")
         return real_claim(**kwargs)
 
-    monkeypatch.setattr(d, "tasks_claim", claim_failing_once)
+    monkeypatch.setattr(d, "tasks_claim", claim_failing_once)  # the engine's separate claim
+    monkeypatch.setattr(d.results, "tasks_claim", claim_failing_once)  # the combined tick's claim
     report = engine.tick()
     # The combined transaction rolled back as a whole; the result was applied and the claim retried apart.
     assert report.applied["completed"] == 1 and report.claimed == 1
