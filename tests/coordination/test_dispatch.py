@@ -281,6 +281,9 @@ def test_heartbeat_revives_a_daemon_declared_dead(db):
     instance = coordinator("slow")
     CoordinatorInstance.objects.filter(pk=instance.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert d.coordinators_mark_dead() == 1
+    [dead] = events("coordinator_dead")
+    assert dead.collaboration_data["coordinator"] == instance.pk
+    assert d.coordinators_mark_dead() == 0  # once
     d.coordinator_heartbeat(instance=instance)
     assert CoordinatorInstance.objects.get(pk=instance.pk).status == CoordinatorInstance.Status.RUNNING
 
