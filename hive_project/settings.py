@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "agents",
     "coordination",
     "metrics",
+    "reports",
 ]
 
 MIDDLEWARE = [

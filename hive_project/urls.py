@@ -3,13 +3,17 @@ from django.urls import include, path
 
 from coordination import urls_api as coordination_api
 from metrics import urls as metrics_api
+from reports import urls as reports_urls
+
+API_PATTERNS = [*metrics_api.api_patterns, *reports_urls.api_patterns, *coordination_api.api_patterns]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    # The JSON API of both apps under one namespace, then health and Prometheus endpoints.
-    path("api/", include(([*metrics_api.api_patterns, *coordination_api.api_patterns], "api"))),
+    # The JSON API of the apps under one namespace, then health and Prometheus endpoints.
+    path("api/", include((API_PATTERNS, "api"))),
     path("", include("coordination.urls_api")),
     # The server-rendered console and its login.
+    path("reports/", include(reports_urls)),
     path("", include("coordination.urls_console")),
     path("", include("hive_project.urls_auth")),
 ]

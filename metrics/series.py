@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -75,9 +75,18 @@ def cost_by_role(*, window: str) -> list[dict[str, Any]]:
     Returns ``[{"role", "tokens_in", "tokens_out", "cost_usd": Decimal, "tasks": int, "simulated_tasks": int}]``.
     """
     start, _ = window_bounds(window)
+    return cost_by_role_between(start=start)
+
+
+def cost_by_role_between(*, start: datetime | None, end: datetime | None = None, session=None) -> list[dict[str, Any]]:
+    """Spend per role of tasks finished in [start, end), of `session` if given; as cost_by_role."""
+    tasks = Task.objects.filter(_in_window("finished_at", start))
+    if end is not None:
+        tasks = tasks.filter(finished_at__lt=end)
+    if session is not None:
+        tasks = tasks.filter(session=session)
     rows = (
-        Task.objects.filter(_in_window("finished_at", start))
-        .values("role")
+        tasks.values("role")
         .annotate(
             tokens_in=Coalesce(Sum("tokens_in"), Value(0)),
             tokens_out=Coalesce(Sum("tokens_out"), Value(0)),

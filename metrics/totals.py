@@ -20,11 +20,16 @@ from .windows import (
 )
 
 
-def _task_totals(start: datetime | None) -> dict[str, Any]:
-    """One query over tasks finished in the window (task_finished_idx)."""
+def _task_totals(start: datetime | None, *, end: datetime | None = None, session=None) -> dict[str, Any]:
+    """One query over tasks finished in the window (task_finished_idx), before `end`, of `session` if given."""
     completed = Q(status=Task.Status.COMPLETED)
     worked = Q(status__in=TASK_WORKED, started_at__isnull=False)
-    row = Task.objects.filter(_in_window("finished_at", start)).aggregate(
+    rows = Task.objects.filter(_in_window("finished_at", start))
+    if end is not None:
+        rows = rows.filter(finished_at__lt=end)
+    if session is not None:
+        rows = rows.filter(session=session)
+    row = rows.aggregate(
         finished=Count("pk"),
         completed=Count("pk", filter=completed),
         failed=Count("pk", filter=Q(status=Task.Status.FAILED)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,12 @@ from .windows import (
 
 
 def business_value(*, window: str) -> dict[str, Any]:
+    """What the recorded work in `window` is worth: value_between(window's start, now), labelled with the window."""
+    start, now = window_bounds(window)
+    return {"window": window, **value_between(start=start, end=now)}
+
+
+def value_between(*, start: datetime | None, end: datetime, session=None) -> dict[str, Any]:
     """What the recorded work in `window` is worth under the operator's assumptions. Three queries.
 
     Returns::
@@ -39,12 +46,13 @@ def business_value(*, window: str) -> dict[str, Any]:
 
     Decimals are money or hours rounded to cents; None means "not enough recorded work to say".
     """
-    start, now = window_bounds(window)
+    now = end
     assumptions = ValueAssumptions.current()
-    totals = _task_totals(start)
-    decisions_answered = Decision.objects.filter(
-        _in_window("answered_at", start), status=Decision.Status.ANSWERED
-    ).count()
+    totals = _task_totals(start, end=end, session=session)
+    decisions = Decision.objects.filter(_in_window("answered_at", start), status=Decision.Status.ANSWERED)
+    if session is not None:
+        decisions = decisions.filter(session=session)
+    decisions_answered = decisions.filter(answered_at__lt=end).count()
 
     estimate = Decimal(totals["estimate_hours"])
     human_hours = Decimal(decisions_answered) * Decimal(assumptions.human_review_minutes_per_decision) / 60
@@ -60,7 +68,6 @@ def business_value(*, window: str) -> dict[str, Any]:
     if span_hours >= MIN_ANNUALISE_SPAN_HOURS:
         annualised = _money(net_value * assumptions.working_hours_per_year / span_hours / assumptions.team_size)
     return {
-        "window": window,
         "start": start.isoformat() if start else None,
         "end": now.isoformat(),
         "currency": assumptions.currency,

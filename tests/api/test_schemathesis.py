@@ -46,6 +46,12 @@ def _schema_document() -> dict:
 CHECKS = CHECKS_REGISTRY.get_all()
 assert len(CHECKS) >= 10, [check.__name__ for check in CHECKS]
 
+# Operations whose parameters have a rule between them (reports: end on or after start, dates only with
+# period=custom); schema-valid input may break it, so "schema-valid input is accepted" does not apply.
+CROSS_FIELD_RULES = {"GET /api/reports/delivery", "GET /api/reports/delivery.csv"}
+CHECKS_BUT_ACCEPTANCE = [check for check in CHECKS if check.__name__ != "positive_data_acceptance"]
+assert len(CHECKS_BUT_ACCEPTANCE) == len(CHECKS) - 1
+
 DOCUMENT = _schema_document()
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 schema.app = get_wsgi_application()
@@ -90,4 +96,12 @@ def keep_test_connection():
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_api_conforms_to_its_schema(case, operator_token, crew, workspace_root, keep_test_connection):
-    case.call_and_validate(headers={"Authorization": f"Token {operator_token}"}, checks=CHECKS)
+    headers = {"Authorization": f"Token {operator_token}"}
+    if f"{case.method} {case.path}" not in CROSS_FIELD_RULES:
+        case.call_and_validate(headers=headers, checks=CHECKS)
+        return
+    # A rule across parameters (an end before the start) is beyond what a schema can say: every other check
+    # still holds, and a 400 there must name the parameter.
+    response = case.call_and_validate(headers=headers, checks=CHECKS_BUT_ACCEPTANCE)
+    if response.status_code == 400:
+        assert set(response.json().get("errors", response.json())) <= {"period", "start", "end", "session", "table"}
