@@ -334,7 +334,7 @@ TASK_HANDOFF = Pattern(
             Role.DEVELOPER,
             "Start {title}",
             Decimal("0.50"),
-            on={SUCCESS: Go("finish", note="Handed over with context")},
+            on={SUCCESS: Go("finish", note="Handed over")},
         ),
         Step(
             "finish",
@@ -399,6 +399,7 @@ class Move:
     escalate: str = ""
     note: str = ""
     state: dict = field(default_factory=dict)
+    counter: str = ""  # the loop counter that ran out, for an escalation
 
 
 def next_move(*, pattern: Pattern, step_key: str, outcome: str, state: dict) -> Move:
@@ -419,7 +420,7 @@ def next_move(*, pattern: Pattern, step_key: str, outcome: str, state: dict) -> 
         if count >= go.limit() + int(new_state.get(f"{go.counter}_granted", 0)):
             target = go.otherwise
     if isinstance(target, Escalate):
-        return Move("escalate", escalate=target.kind, state=new_state)
+        return Move("escalate", escalate=target.kind, state=new_state, counter=go.counter)
     if target == DONE:
         return Move("done", state=new_state)
     if target == FAIL:

@@ -17,6 +17,7 @@ from agents.models import Agent
 
 from .. import patterns
 from ..events import EventDraft, events_record, participant, participants
+from ..evidence import failure_evidence
 from ..models import CoordinationEvent, Decision, Task, Workflow
 
 E = CoordinationEvent.Type
@@ -80,6 +81,18 @@ def task_for_step(
     if gated:
         decision_draft(task=task, workflow=workflow, kind=step.gate, now=now, batch=batch, facts={})
     return task
+
+
+def handoff_note(*, agent: Agent | None, step: patterns.Step, task: Task, summary: str, lead: str = "") -> str:
+    """What the next agent is told: who did the previous step, what they said, and what they changed."""
+    who = agent.name if agent else step.role.replace("_", " ")
+    lines = [f"{lead}: " if lead else "", f"{who} finished {step.key} (round {task.round}): {summary or 'no summary'}"]
+    result = task.result if isinstance(task.result, dict) else {}
+    if result.get("diffstat"):
+        lines.append(f"\nChanges:\n{result['diffstat']}")
+    elif result.get("artifacts"):
+        lines.append(f"\nChanged: {', '.join(map(str, result['artifacts'][:20]))}")
+    return "".join(lines)
 
 
 def decision_draft(*, task: Task, workflow: Workflow, kind: str, now, batch: FlowBatch, facts: dict) -> Decision:
@@ -149,10 +162,13 @@ def move_apply(
         )
     if move.kind == "escalate":
         task.status = Task.Status.BLOCKED
+        evidence = failure_evidence(output=output, summary=summary or outcome)
         facts = {
             "rounds": workflow.state.get("review_rounds", task.round),
-            "attempts": task.attempt,
-            "error": (summary or outcome)[:120],
+            # the loop that ran out counts the failures (each round is a new task with attempt 1)
+            "attempts": int(move.state.get(move.counter, task.attempt)) if move.counter else task.attempt,
+            "error": evidence[:120],
+            "evidence": evidence,
         }
         decision_draft(task=task, workflow=workflow, kind=move.escalate, now=now, batch=batch, facts=facts)
         return "escalate"
@@ -160,12 +176,15 @@ def move_apply(
     task.status = Task.Status.COMPLETED
     task.finished_at = task.finished_at or now
     if move.kind == "advance":
-        note = move.note
         if outcome != patterns.SUCCESS:
             excerpt = output[-2000:] if output else ""
-            note = f"{step.key} reported {outcome.replace('_', ' ')} on round {task.round}: {summary}\n{excerpt}"
-        elif not note:
-            note = summary
+            evidence = failure_evidence(output=output, summary=summary)
+            note = (
+                f"{step.key} reported {outcome.replace('_', ' ')} on round {task.round}: {summary}\n"
+                f"Evidence: {evidence}\n{excerpt}"
+            )
+        else:
+            note = handoff_note(agent=agent, step=step, task=task, summary=summary, lead=move.note)
         new_task = task_for_step(
             workflow=workflow, step=move.step, note=note, now=now, batch=batch, previous_agent=agent
         )

@@ -154,7 +154,8 @@ def test_task_handoff_passes_work_to_another_agent_with_a_note(workspace, drive)
     drive()
     start, finish = workflow.tasks.order_by("id")
     assert start.agent_id != finish.agent_id
-    assert "half done" in finish.handoff_note or finish.handoff_note == "Handed over with context"
+    assert "half done: parser in place" in finish.handoff_note
+    assert start.agent.name in finish.handoff_note and "finished start (round 1)" in finish.handoff_note
     handoff = CoordinationEvent.objects.get(workflow=workflow, type="task_handoff")
     assert handoff.collaboration_data["from"]["id"] == start.agent_id
 

@@ -14,6 +14,7 @@ from agents.models import Agent
 from agents.runtimes import Outcome, RuntimeResult
 
 from ...events import EventDraft, one_publish, participants
+from ...evidence import failure_evidence
 from ...models import CoordinationEvent, CoordinatorInstance, Task, Workflow
 from ..flow import FlowBatch, decision_draft, move_apply
 from .claims import Claim, tasks_claim
@@ -239,13 +240,14 @@ def _retry_or_escalate(*, task, workflow, agent, result, now, batch: FlowBatch, 
         )
         return "retried"
     task.status = Task.Status.BLOCKED
+    evidence = failure_evidence(output=result.output, summary=reason)
     decision_draft(
         task=task,
         workflow=workflow,
         kind="retries_exhausted",
         now=now,
         batch=batch,
-        facts={"attempts": task.attempt, "error": reason[:120]},
+        facts={"attempts": task.attempt, "error": evidence[:120], "evidence": evidence},
     )
     return "escalated"
 
