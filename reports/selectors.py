@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from coordination.models import CoordinationEvent, Decision, Task, VerificationRun, Workflow
@@ -93,7 +93,7 @@ def _deliveries(period: Period, in_session: Q) -> list[dict[str, Any]]:
             review_rounds=Count("id", filter=Q(step__in=REVIEW_STEPS)),
             test_rounds=Count("id", filter=Q(step__in=TEST_STEPS)),
             tasks=Count("id"),
-            simulated=Max("simulated"),
+            simulated=Count("id", filter=Q(simulated=True)),
         )
     }
     rows = []
@@ -266,7 +266,7 @@ def _cost_by_agent(period: Period, in_session: Q) -> list[dict[str, Any]]:
             tokens_in=Sum("tokens_in"),
             tokens_out=Sum("tokens_out"),
             tasks=Count("id"),
-            simulated=Max("simulated"),
+            simulated=Count("id", filter=Q(simulated=True)),
         )
         .order_by("-cost", "agent__name")
     )

@@ -18,9 +18,11 @@ from agents.models import Agent
 from .. import patterns
 from ..events import EventDraft, events_record, participant, participants
 from ..evidence import failure_evidence
-from ..models import CoordinationEvent, Decision, Task, Workflow
+from ..models import CoordinationEvent, Decision, Session, Task, Workflow
 
 E = CoordinationEvent.Type
+# What moves change on a workflow (the dispatcher's store writes the same fields).
+WORKFLOW_FIELDS = ["status", "state", "completed_at", "delivered_at"]
 NOTE_LIMIT = 4000
 
 
@@ -32,10 +34,18 @@ class FlowBatch:
     decisions: list[tuple[Decision, Task]] = field(default_factory=list)
     events: list[EventDraft] = field(default_factory=list)
     workflows: dict[int, Workflow] = field(default_factory=dict)
+    # Sessions that deliver through a repository's merge queue (read once per batch, when a workflow ends).
+    code_sessions: set[int] | None = None
     cancelled_workflows: set[int] = field(default_factory=set)
 
     def touch(self, workflow: Workflow) -> None:
         self.workflows[workflow.pk] = workflow
+
+    def delivers_on_completion(self, workflow: Workflow) -> bool:
+        """A workflow without a repository is delivered when it completes; one with one, when it is merged."""
+        if self.code_sessions is None:
+            self.code_sessions = set(Session.objects.exclude(repository="").values_list("pk", flat=True))
+        return workflow.session_id not in self.code_sessions
 
 
 def gate_required(gate: str) -> bool:
@@ -212,6 +222,8 @@ def move_apply(
     finished_ok = move.kind == "done"
     workflow.status = Workflow.Status.COMPLETED if finished_ok else Workflow.Status.FAILED
     workflow.completed_at = now
+    if finished_ok and batch.delivers_on_completion(workflow):
+        workflow.delivered_at = now
     batch.events.append(
         EventDraft(
             type=E.COLLABORATION_COMPLETED if finished_ok else E.COLLABORATION_FAILED,
@@ -273,7 +285,7 @@ def batch_flush(batch: FlowBatch, *, now, record=events_record) -> None:
                 )
             )
     if batch.workflows:
-        Workflow.objects.bulk_update(list(batch.workflows.values()), ["status", "state", "completed_at"])
+        Workflow.objects.bulk_update(list(batch.workflows.values()), WORKFLOW_FIELDS)
     if batch.cancelled_workflows:
         Task.objects.filter(workflow_id__in=batch.cancelled_workflows, status=Task.Status.READY).update(
             status=Task.Status.CANCELLED, finished_at=now

@@ -244,3 +244,20 @@ def test_spawn_validation_is_atomic(db, workspace):
 
     assert not Session.objects.exists()
     assert not CoordinationEvent.objects.exists()
+
+
+def test_a_workflow_without_a_repository_is_delivered_when_it_completes_once(crew, drive):
+    workflow = work_submit(session=crew, work=WorkSpec(title="Docs", pattern="code_review_cycle", estimate_hours=2))
+    drive()
+    workflow.refresh_from_db()
+    assert workflow.status == Workflow.Status.COMPLETED
+    assert workflow.delivered_at == workflow.completed_at
+
+
+def test_a_workflow_of_a_code_session_is_not_delivered_by_completing(crew, drive):
+    type(crew).objects.filter(pk=crew.pk).update(repository="/srv/shop.git")
+    workflow = work_submit(session=crew, work=WorkSpec(title="Code", pattern="code_review_cycle", estimate_hours=2))
+    drive()
+    workflow.refresh_from_db()
+    assert workflow.completed_at is not None
+    assert workflow.delivered_at is None  # the merge queue delivers it, once merged and verified

@@ -19,7 +19,7 @@ from agents.models import Agent
 
 from ...events import EventDraft, events_record
 from ...models import Session, Task, TaskAttempt, Workflow
-from ..flow import FlowBatch, batch_flush
+from ..flow import WORKFLOW_FIELDS, FlowBatch, batch_flush
 from . import sql
 
 TASK_CLAIM_FIELDS = [
@@ -49,7 +49,6 @@ TASK_RESULT_FIELDS = [
     "simulated",
 ]
 AGENT_RESULT_FIELDS = ["active_tasks", "status", "heartbeat_at", "tasks_completed", "tasks_failed", "success_patterns"]
-WORKFLOW_FIELDS = ["status", "state", "completed_at"]
 
 
 @dataclass(frozen=True)
