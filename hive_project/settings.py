@@ -241,6 +241,8 @@ HIVE = {
     "EVENT_RETENTION_DAYS": env.int("HIVE_EVENT_RETENTION_DAYS", default=0),
     # Directory where the daily prune writes what it removes (events-<time>.jsonl.gz); empty: no archive.
     "EVENT_ARCHIVE_DIR": env.str("HIVE_EVENT_ARCHIVE_DIR", default=""),
+    # Longest period a delivery report may span, in days.
+    "REPORT_MAX_DAYS": env.int("HIVE_REPORT_MAX_DAYS", default=366),
 }
 if HIVE["EVENT_RETENTION_DAYS"] < 0:
     raise environ.ImproperlyConfigured("HIVE_EVENT_RETENTION_DAYS must be a number of days (0 keeps every event)")

@@ -44,7 +44,7 @@ class Period:
 
 
 def max_days() -> int:
-    return int(settings.HIVE.get("REPORT_MAX_DAYS", 366))
+    return int(settings.HIVE["REPORT_MAX_DAYS"])
 
 
 class ReportQuery(serializers.Serializer):
