@@ -5,7 +5,8 @@ spawns the team of team.json there (or reuses the active demo session). The test
 runs pytest, the reviewer really lints with pyflakes and devops really builds and deploys a
 zipapp; the developer applies scripted patches and the product manager and architect write
 documents from templates, and those three are labelled simulated. `feed_next` submits the
-next piece of work whenever the crew has nothing running, so the demo never runs dry.
+next piece of the catalogue whenever the crew has nothing running; once the whole catalogue
+has been submitted the crew idles, so the demo's figures stay those of a finite body of work.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def feed_next(*, session: Session, idle_pause: float = 5.0, now=None) -> Workflo
     """Submit the next catalogue item when nothing runs in the session and it has been idle a while.
 
     Work waiting on a human decision does not count as running: the crew goes on with other work.
+    Each item is submitted once; after the last one the feed submits nothing more.
     """
     now = now or timezone.now()
     session.refresh_from_db(fields=["status"])
@@ -120,8 +122,6 @@ def feed_next(*, session: Session, idle_pause: float = 5.0, now=None) -> Workflo
         return None
     items = catalogue()
     submitted = workflows.count()
-    item = dict(items[submitted % len(items)])
-    take = submitted // len(items) + 1
-    if take > 1:
-        item["title"] = f"{item['title']} #{take}"
-    return work_submit(session=session, work=WorkSpec(**item))
+    if submitted >= len(items):
+        return None
+    return work_submit(session=session, work=WorkSpec(**items[submitted]))

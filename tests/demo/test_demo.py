@@ -82,7 +82,7 @@ def test_demo_replaces_a_session_whose_repository_is_gone(db, tmp_path):
     assert (Path(config["workspace"]) / ".git").is_dir()
 
 
-def test_feed_submits_only_when_nothing_runs_and_cycles_through_the_catalogue(db, tmp_path):
+def test_feed_submits_only_when_nothing_runs_and_stops_after_the_catalogue(db, tmp_path):
     session, _, _ = demo_ensure(root=tmp_path)
     assert feed_next(session=session) is None  # the backlog is running
     now = timezone.now()
@@ -94,8 +94,10 @@ def test_feed_submits_only_when_nothing_runs_and_cycles_through_the_catalogue(db
     items = catalogue()
     assert fed.title == items[3]["title"] and fed.status == Workflow.Status.RUNNING
     Workflow.objects.filter(pk=fed.pk).update(status=Workflow.Status.WAITING_HUMAN)
-    again = feed_next(session=session, idle_pause=0)  # waiting on a human does not hold the crew up
-    assert again.title == f"{items[0]['title']} #2"
+    assert len(items) == 4  # the backlog's three, then one more
+    # waiting on a human does not hold the crew up, and the catalogue is done: nothing more is fed
+    assert feed_next(session=session, idle_pause=0) is None
+    assert Workflow.objects.filter(session=session).count() == len(items)
 
 
 def test_operator_login_is_created_once_with_a_private_credentials_file(db, tmp_path, monkeypatch, capsys):
