@@ -83,6 +83,25 @@ class SpawnTeamForm(DomainErrorFormMixin, forms.Form):
         help_text='Runtime settings as JSON, e.g. {"argv": ["pytest", "-q"]} for command or '
         '{"base_url": …, "model": …} for llm. Empty for scripted.',
     )
+    repository = forms.CharField(
+        required=False,
+        max_length=Session.REPOSITORY_MAX_LENGTH,
+        help_text="Git repository the crew delivers to: an absolute path inside a workspace root, or a URL "
+        "(https, ssh, git, file). Empty for work without code.",
+    )
+    target_branch = forms.CharField(
+        required=False,
+        max_length=Session.TARGET_BRANCH_MAX_LENGTH,
+        help_text="Branch deliveries are merged onto. Empty: hive/<session>/main, made from the repository's HEAD. "
+        "Never a branch checked out in the repository's own working copy.",
+    )
+    verify = BoundedJSONField(
+        required=False,
+        initial=list,
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false", "class": "mono"}),
+        help_text="Commands the coordinator runs on every claim and every merge, as JSON argv lists, e.g. "
+        '[["python", "-m", "pytest", "-q"]]. Empty: none.',
+    )
     field_aliases = {"members": "roles"}
 
     def clean_workspace(self) -> str:
@@ -91,6 +110,10 @@ class SpawnTeamForm(DomainErrorFormMixin, forms.Form):
             # the service says the same; checking here shows it together with the other field errors
             raise forms.ValidationError("must be an absolute path")
         return value
+
+    def clean_verify(self):
+        value = self.cleaned_data.get("verify")
+        return [] if value in (None, "") else value  # its shape is the service's to check (coordination.inputs)
 
     def clean_runtime_config(self):
         value = self.cleaned_data.get("runtime_config")
@@ -106,6 +129,8 @@ class SpawnTeamForm(DomainErrorFormMixin, forms.Form):
         for key, reason in (exc.errors or {}).items():
             if ".runtime_config." in key:
                 remapped["runtime_config"] = f"{key.rsplit('.', 1)[-1]}: {reason}"
+            elif key.startswith("verify["):
+                remapped["verify"] = f"{key.removeprefix('verify')}: {reason}"
             elif key.endswith(".role"):
                 remapped["roles"] = reason
             else:
@@ -133,6 +158,13 @@ class SubmitWorkForm(DomainErrorFormMixin, forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "class": "mono", "spellcheck": "false"}),
         help_text="Paths this work touches, one per line (work on the same files is serialised).",
+    )
+    expects_change = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Changes files",
+        help_text="Untick when the work is expected to change nothing: an implement step may then leave the "
+        "repository as it was.",
     )
     field_aliases = {"pattern": "pattern"}
 

@@ -17,11 +17,13 @@ from rest_framework import serializers
 
 from agents.models import Agent
 from agents.runtimes import RuntimeConfigError, validate_runtime_config
+from agents.runtimes.command_config import PLACEHOLDER, TEXT_PLACEHOLDERS
 
 from . import patterns
 from .exceptions import DomainError
 from .jsonlimits import json_problem
 from .models import Session, Workflow
+from .repository_checks import RepositoryProblem, branch_checked_out_in, branch_name_problem, repository_inspect
 
 MAX_TEAM_MEMBERS = 64
 MAX_BACKLOG_ITEMS = 50
@@ -45,6 +47,17 @@ class TextField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean: "yes", 1 or "false" are refused rather than guessed."""
+
+    default_error_messages = {"invalid": "must be true or false"}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
 
 
 class WholeNumberField(serializers.IntegerField):
@@ -206,6 +219,12 @@ class WorkInputSerializer(serializers.Serializer):
         default=list,
         max_length=1000,
     )
+    expects_change = StrictBooleanField(
+        required=False,
+        default=True,
+        help_text="false when the work is expected to change no file (an implement step may then leave the "
+        "repository as it was).",
+    )
 
     def validate_title(self, value):
         if not value.strip():
@@ -215,6 +234,55 @@ class WorkInputSerializer(serializers.Serializer):
 
 class SubmitWorkInputSerializer(WorkInputSerializer):
     session = WholeNumberField(min_value=1, help_text="Session id; an unknown one is a 404.")
+
+
+# --- sessions -------------------------------------------------------------------------------------
+
+MAX_VERIFY_COMMANDS = 20
+MAX_VERIFY_ARGS = 200
+VERIFY_EXAMPLE = '[["python", "-m", "pytest", "-q"]]'
+
+
+def verify_problem(commands: list[list[str]]) -> str | None:
+    """Why these verify commands cannot run as given, or None: they are argv lists run as is, never templates."""
+    for number, argv in enumerate(commands):
+        program = argv[0]
+        if program != program.strip() or any(char.isspace() for char in program):
+            return (
+                f"command {number}: {program!r} is a command line, not a program; split it into argv elements, "
+                f"e.g. {VERIFY_EXAMPLE}"
+            )
+        for index, element in enumerate(argv):
+            names = sorted({name for _, name in PLACEHOLDER.findall(element) if name} & (TEXT_PLACEHOLDERS | {"files"}))
+            if names:
+                return (
+                    f"command {number}, element {index}: {{{names[0]}}} is not filled in here; verify commands run "
+                    "as given, in the attempt's worktree (read HIVE_* variables from the environment instead)"
+                )
+    return None
+
+
+def verify_field(**kwargs) -> serializers.ListField:
+    argv = serializers.ListField(
+        child=TextField(allow_blank=False, max_length=4096),
+        min_length=1,
+        max_length=MAX_VERIFY_ARGS,
+        error_messages={
+            "not_a_list": f"each command must be an argv list, e.g. {VERIFY_EXAMPLE}, not a shell string",
+            "empty": "a command needs at least its program",
+            "min_length": "a command needs at least its program",
+            "max_length": f"at most {MAX_VERIFY_ARGS} arguments",
+        },
+    )
+    return serializers.ListField(
+        child=argv,
+        max_length=MAX_VERIFY_COMMANDS,
+        error_messages={
+            "not_a_list": f"must be a list of argv lists, e.g. {VERIFY_EXAMPLE}",
+            "max_length": f"at most {MAX_VERIFY_COMMANDS} commands",
+        },
+        **kwargs,
+    )
 
 
 class SessionInputSerializer(serializers.Serializer):
@@ -228,11 +296,78 @@ class SessionInputSerializer(serializers.Serializer):
         help_text="Absolute directory inside one of HIVE_WORKSPACE_ROOTS; empty for a fresh one under "
         "HIVE_WORKSPACE_ROOT.",
     )
+    repository = TextField(
+        max_length=Session.REPOSITORY_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Git repository to deliver to: an absolute path inside HIVE_WORKSPACE_ROOTS (bare or not) or a "
+        "URL git can read (https, ssh, git, file). Empty for work without code.",
+    )
+    target_branch = TextField(
+        max_length=Session.TARGET_BRANCH_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Branch deliveries are merged onto; empty for hive/<session>/main, made from the repository's "
+        "HEAD. Never one checked out in the repository's own working copy.",
+    )
+    verify = verify_field(
+        required=False,
+        default=list,
+        help_text=f"Commands the coordinator runs itself on every claim and merged tree, e.g. {VERIFY_EXAMPLE}.",
+    )
 
     def validate_name(self, value):
         if not value.strip():
             raise serializers.ValidationError("may not be blank")
         return value.strip()
+
+    def validate_target_branch(self, value):
+        value = value.strip()
+        problem = value and branch_name_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+    def validate_verify(self, value):
+        problem = verify_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+    def validate(self, attrs):
+        return {**attrs, **repository_input(attrs)}
+
+
+def repository_input(attrs: dict) -> dict:
+    """The delivery inputs checked together against the repository itself; field errors name what is wrong."""
+    repository = attrs.get("repository", "").strip()
+    target, verify = attrs.get("target_branch", ""), attrs.get("verify") or []
+    if not repository:
+        errors = {
+            name: "needs a repository" for name, value in (("target_branch", target), ("verify", verify)) if value
+        }
+        if errors:
+            raise serializers.ValidationError(errors)
+        return {"repository": ""}
+    try:
+        info = repository_inspect(repository)
+        checked_out_in = target and branch_checked_out_in(info, target)
+    except RepositoryProblem as exc:
+        raise serializers.ValidationError({"repository": str(exc)}) from exc
+    if checked_out_in:
+        raise serializers.ValidationError(
+            {
+                "target_branch": f"{target} is checked out in {checked_out_in}; the hive never touches that working "
+                "copy: choose another branch or leave it empty"
+            }
+        )
+    if target not in info.branches and not info.has_commits:
+        raise serializers.ValidationError(
+            {"repository": "has no commit yet; the target branch starts from its HEAD: commit once first"}
+        )
+    return {"repository": info.location}
 
 
 class SpawnInputSerializer(SessionInputSerializer):

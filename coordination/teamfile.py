@@ -1,6 +1,7 @@
 """Team configuration files: what `spawn_team` and `run_coordinator` read.
 
-{"name": "Checkout team", "goal": "…", "workspace": "/srv/repo",
+{"name": "Checkout team", "goal": "…", "workspace": "/srv/work",
+ "repository": "/srv/repo.git", "target_branch": "", "verify": [["python", "-m", "pytest", "-q"]],
  "members": [{"role": "developer", "runtime": "command", "runtime_config": {"argv": […]}}],
  "backlog": [{"title": "Add coupons", "pattern": "feature_delivery", "estimate_hours": 12}]}
 
@@ -20,8 +21,8 @@ from .models import Session
 from .services import MemberSpec, WorkSpec, team_spawn
 
 MEMBER_KEYS = {"role", "name", "runtime", "runtime_config", "capabilities", "concurrency"}
-WORK_KEYS = {"title", "description", "pattern", "priority", "estimate_hours", "files"}
-TEAM_KEYS = {"name", "goal", "workspace", "members", "backlog"}
+WORK_KEYS = {"title", "description", "pattern", "priority", "estimate_hours", "files", "expects_change"}
+TEAM_KEYS = {"name", "goal", "workspace", "members", "backlog", "repository", "target_branch", "verify"}
 
 
 def load_team_file(path: str | Path) -> dict:
@@ -84,6 +85,9 @@ def team_spawn_from_config(config: dict, *, user=None) -> Session:
         members=None if members is None else [MemberSpec(**member) for member in members],
         backlog=[WorkSpec(**work) for work in data["backlog"]],
         user=user,
+        repository=data["repository"],
+        target_branch=data["target_branch"],
+        verify=data["verify"],
     )
 
 

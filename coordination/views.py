@@ -355,6 +355,9 @@ def spawn_team(request):
                     workspace=data["workspace"],
                     members=members,
                     user=request.user,
+                    repository=data["repository"].strip(),
+                    target_branch=data["target_branch"].strip(),
+                    verify=data["verify"],
                 )
             except DomainError as exc:
                 form.add_domain_error(exc)
@@ -384,6 +387,7 @@ def submit_work(request):
                 priority=data["priority"],
                 estimate_hours=data["estimate_hours"],
                 files=data["files"],
+                expects_change=data["expects_change"],
             )
             try:
                 workflow = services.work_submit(session=data["session"], work=work, user=request.user)

@@ -29,47 +29,61 @@ class WorkflowInline(ReadOnlyInline):
 
 
 class SessionAdminForm(ServiceForm, forms.ModelForm):
-    """Add: an empty session (agents join it on the agent page). Change: its name and goal."""
+    """Add: an empty session (agents join it on the agent page). Change: its name, goal and verify commands."""
 
     class Meta:
         model = Session
-        fields = ("name", "goal", "workspace")
+        fields = ("name", "goal", "workspace", "repository", "target_branch", "verify")
         help_texts = {
             "workspace": "Absolute directory inside a workspace root (HIVE_WORKSPACE_ROOTS); "
-            "empty: a new one under the workspace root."
+            "empty: a new one under the workspace root.",
+            "verify": 'JSON list of argv lists, e.g. [["python", "-m", "pytest", "-q"]]; empty: none.',
         }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if "workspace" in self.fields:
-            self.fields["workspace"].required = False
+        for name in ("workspace", "repository", "target_branch", "verify"):
+            if name in self.fields:
+                self.fields[name].required = False
 
     def call_service(self, cleaned: dict) -> Session:
         if self.instance.pk is None:
             return session_create(
-                name=cleaned["name"], goal=cleaned["goal"], workspace=cleaned.get("workspace", ""), user=self.user
+                name=cleaned["name"],
+                goal=cleaned["goal"],
+                workspace=cleaned.get("workspace", ""),
+                repository=cleaned.get("repository", ""),
+                target_branch=cleaned.get("target_branch", ""),
+                verify=cleaned.get("verify") or [],
+                user=self.user,
             )
-        changes = {name: cleaned[name] for name in self.changed_data if name in ("name", "goal")}
+        changes = {name: cleaned[name] for name in self.changed_data if name in ("name", "goal", "verify")}
+        if "verify" in changes:
+            changes["verify"] = changes["verify"] or []  # an empty box: no commands
+            if changes["verify"] == self.instance.verify:
+                del changes["verify"]
         return session_update(session=self.instance, user=self.user, **changes)
 
 
 @admin.register(Session)
 class SessionAdmin(ServiceFormAdmin):
     form = SessionAdminForm
-    list_display = ("name", "status_display", "workspace", "agent_count", "open_workflows", "created_at")
+    list_display = ("name", "status_display", "workspace", "repository", "agent_count", "open_workflows", "created_at")
     list_filter = ("status", "created_at")
-    search_fields = ("name", "goal", "workspace")
+    search_fields = ("name", "goal", "workspace", "repository")
     date_hierarchy = "created_at"
     inlines = [AgentInline, WorkflowInline]
     actions = ["pause_sessions", "resume_sessions"]
-    engine_fields = ("status", "team_config", "created_by", "created_at", "updated_at", "completed_at")
+    engine_fields = ("status", "slug", "team_config", "created_by", "created_at", "updated_at", "completed_at")
+    input_fields = ("name", "goal", "workspace", "repository", "target_branch", "verify")
 
     def get_fields(self, request, obj=None):
-        return ["name", "goal", "workspace"] if obj is None else ["name", "goal", "workspace", *self.engine_fields]
+        return list(self.input_fields) if obj is None else [*self.input_fields, *self.engine_fields]
 
     def get_readonly_fields(self, request, obj=None):
-        # The workspace is where the crew already works; status moves through the actions.
-        return () if obj is None else ("workspace", *self.engine_fields)
+        # The workspace is where the crew already works and the repository holds its branches;
+        # status moves through the actions.
+        return () if obj is None else ("workspace", "repository", "target_branch", *self.engine_fields)
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []

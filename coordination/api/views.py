@@ -78,6 +78,9 @@ class CoordinationSpawnView(APIView):
             members=None if members is None else [services.MemberSpec(**member) for member in members],
             backlog=[services.WorkSpec(**work) for work in data["backlog"]],
             user=request.user,
+            repository=data["repository"],
+            target_branch=data["target_branch"],
+            verify=data["verify"],
         )
         return Response(team_payload(session), status=status.HTTP_201_CREATED)
 

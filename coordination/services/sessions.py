@@ -15,9 +15,28 @@ E = CoordinationEvent.Type
 CLOSED_SESSIONS = (Session.Status.COMPLETED, Session.Status.FAILED)
 
 
-def session_create(*, name: str, goal: str = "", workspace: str = "", user=None) -> Session:
+def session_create(
+    *,
+    name: str,
+    goal: str = "",
+    workspace: str = "",
+    user=None,
+    repository: str = "",
+    target_branch: str = "",
+    verify: list[list[str]] | None = None,
+) -> Session:
     """An active session with no agents yet; agents join it with agent_create."""
-    data = validate_input(SessionInputSerializer, {"name": name, "goal": goal, "workspace": workspace})
+    data = validate_input(
+        SessionInputSerializer,
+        {
+            "name": name,
+            "goal": goal,
+            "workspace": workspace,
+            "repository": repository,
+            "target_branch": target_branch,
+            "verify": verify or [],
+        },
+    )
     path = workspace_prepare(data["workspace"], name=data["name"])
     now = timezone.now()
     with transaction.atomic():
@@ -27,13 +46,21 @@ def session_create(*, name: str, goal: str = "", workspace: str = "", user=None)
             workspace=str(path),
             created_by=user if user and user.is_authenticated else None,
             created_at=now,
+            repository=data["repository"],
+            target_branch=data["target_branch"],
+            verify=data["verify"],
         )
         event_record(
             EventDraft(
                 type=E.SESSION_UPDATED,
                 message=f"Session “{session.name}” opened",
                 session_id=session.pk,
-                collaboration_data={"created": True, "workspace": str(path), "by": getattr(user, "username", "")},
+                collaboration_data={
+                    "created": True,
+                    "workspace": str(path),
+                    "repository": session.repository,
+                    "by": getattr(user, "username", ""),
+                },
             ),
             now=now,
         )
@@ -41,11 +68,17 @@ def session_create(*, name: str, goal: str = "", workspace: str = "", user=None)
 
 
 def session_update(*, session: Session, user=None, **changes) -> Session:
-    """Rename a session or change its goal; a closed session keeps its record as it was."""
-    unknown = set(changes) - {"name", "goal"}
+    """Rename a session, change its goal or its verify commands; a closed session keeps its record as it was.
+
+    The repository and the target branch stay as the session was spawned: its branches live there.
+    """
+    unknown = set(changes) - {"name", "goal", "verify"}
     if unknown:
         raise DomainError("cannot be changed here", field=sorted(unknown)[0])
-    data = validate_input(SessionInputSerializer, {"name": session.name, "goal": session.goal, **changes})
+    current = {"name": session.name, "goal": session.goal}
+    if "verify" in changes:  # checked against the session's repository, as at spawn
+        current["repository"] = session.repository
+    data = validate_input(SessionInputSerializer, {**current, **changes})
     changes = {key: data[key] for key in changes}
     now = timezone.now()
     with transaction.atomic():

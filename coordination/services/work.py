@@ -46,11 +46,14 @@ class WorkSpec:
     files: list[str] = field(default_factory=list)
     # The issue or ticket the work came from (intakes); shown as a link where the workflow is.
     source_url: str = ""
+    # False: an implement step may leave the repository unchanged (deliveries check the claim).
+    expects_change: bool = True
 
 
-def _spawn_input(*, name, goal, workspace, members, backlog) -> dict:
+def _spawn_input(*, name, goal, workspace, members, backlog, delivery) -> dict:
     """The spawn request validated by the API's serializer, whichever entry point it came from."""
     data = {"name": name, "goal": goal, "workspace": workspace, "backlog": [asdict(w) for w in backlog or []]}
+    data.update(delivery)
     if members is not None:
         data["members"] = [asdict(m) for m in members]
     return validate_input(SpawnInputSerializer, data)
@@ -64,11 +67,18 @@ def team_spawn(
     members: list[MemberSpec] | None = None,
     backlog: list[WorkSpec] | None = None,
     user=None,
+    repository: str = "",
+    target_branch: str = "",
+    verify: list[list[str]] | None = None,
 ) -> Session:
-    """Create a session with its crew (default: one agent per role) and optional first work."""
+    """Create a session with its crew (default: one agent per role) and optional first work.
+
+    With a `repository`, the crew delivers to `target_branch` (default hive/<slug>/main) once `verify` passes.
+    """
     if members is None:
         members = [MemberSpec(role=role, runtime_config=dict(DEFAULT_RUNTIME_CONFIG)) for role in DEFAULT_ROLES]
-    data = _spawn_input(name=name, goal=goal, workspace=workspace, members=members, backlog=backlog)
+    delivery = {"repository": repository, "target_branch": target_branch, "verify": verify or []}
+    data = _spawn_input(name=name, goal=goal, workspace=workspace, members=members, backlog=backlog, delivery=delivery)
     validated = [MemberSpec(**member) for member in data["members"]]
     names: set[str] = set()
     counters: dict[str, int] = {}
@@ -90,6 +100,9 @@ def team_spawn(
             created_by=user if user and user.is_authenticated else None,
             team_config={"members": [{"role": m.role, "name": m.name, "runtime": m.runtime} for m in validated]},
             created_at=now,
+            repository=data["repository"],
+            target_branch=data["target_branch"],
+            verify=data["verify"],
         )
         agents = Agent.objects.bulk_create(
             [
@@ -171,6 +184,7 @@ def _submit(*, session: Session, work: WorkSpec, user, now) -> Workflow:
         requested_by=user if user and user.is_authenticated else None,
         source_url=work.source_url,
         created_at=now,
+        expects_change=work.expects_change,
     )
     batch = FlowBatch()
     batch.events.append(
