@@ -7,7 +7,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from .api import health, views
+from .api import deliveries, health, views
 from .intake.api import IntakeView
 
 router = SimpleRouter(trailing_slash=False)
@@ -21,6 +21,13 @@ api_patterns = [
     path("coordination/status", views.CoordinationStatusView.as_view(), name="coordination-status"),
     path("coordination/spawn", views.CoordinationSpawnView.as_view(), name="coordination-spawn"),
     path("events", views.EventListView.as_view(), name="events"),
+    path("workflows/<str:pk>/diff", deliveries.WorkflowDiffView.as_view(), name="workflow-diff"),
+    path(
+        "workflows/<str:pk>/verification-runs",
+        deliveries.WorkflowVerificationRunsView.as_view(),
+        name="workflow-verification-runs",
+    ),
+    path("sessions/<str:pk>/merge-queue", deliveries.SessionMergeQueueView.as_view(), name="session-merge-queue"),
     # Any segment reaches the view, so an unknown or malformed slug is a JSON 404 like a missing one.
     path("intake/<str:slug>", IntakeView.as_view(), name="intake"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -63,6 +63,10 @@ class SessionSerializer(serializers.ModelSerializer):
             "workspace",
             "status",
             "team_config",
+            "repository",
+            "target_branch",
+            "verify",
+            "slug",
             "created_by",
             "created_at",
             "updated_at",
@@ -130,6 +134,13 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "source_url",
             "created_at",
             "completed_at",
+            "expects_change",
+            "branch",
+            "base_sha",
+            "head_sha",
+            "merge_queued_at",
+            "delivered_at",
+            "merge_commit",
         ]
         read_only_fields = fields
 
