@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import validation_views, views
+from . import validation_views, views, workflow_views
 from .access import views as access_views
 
 app_name = "console"
@@ -13,6 +13,7 @@ urlpatterns = [
     path("sessions/", views.sessions, name="sessions"),
     path("sessions/<int:pk>/", views.session_detail, name="session"),
     path("sessions/<int:pk>/replay/", views.session_replay, name="session_replay"),
+    path("workflows/<int:pk>/", workflow_views.workflow_detail, name="workflow"),
     path("agents/<int:pk>/", views.agent_detail, name="agent"),
     path("agents/<int:pk>/<str:action>/", views.agent_action, name="agent_action"),
     path("decisions/", views.decisions, name="decisions"),

@@ -42,6 +42,7 @@ class WorkflowAdmin(ReadOnlyAdmin):
         "human_estimate_hours",
         "duration",
         "created_at",
+        "delivered_at",
     )
     list_display_links = ("id", "title")
     list_filter = ("status", "pattern", "session")
@@ -88,6 +89,7 @@ class TaskAdminForm(ServiceForm, forms.ModelForm, SubmitWorkForm):
             priority=cleaned["priority"],
             estimate_hours=cleaned["estimate_hours"],
             files=cleaned["files"],
+            expects_change=cleaned["expects_change"],
         )
         workflow = services.work_submit(session=cleaned["session"], work=work, user=self.user)
         return workflow.tasks.order_by("id").first()

@@ -6,13 +6,15 @@ The API's own cases are in tests/api/test_delivery_inputs.py; each entry point h
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from coordination.exceptions import DomainError
-from coordination.models import Session, Workflow
+from coordination.models import MergeLock, Session, VerificationRun, Workflow
 from coordination.services.sessions import session_update
 from coordination.teamfile import team_spawn_from_config
 from tests.coordination.gitrepos import make_repository
@@ -136,3 +138,18 @@ def test_verify_changes_later_are_checked_against_the_sessions_repository(repo, 
     with pytest.raises(DomainError) as caught:
         session_update(session=talk, verify=[["make"]])
     assert caught.value.errors == {"verify": "needs a repository"}
+
+
+def test_the_admin_lists_verification_runs_and_merge_leases(admin_client, tmp_path):
+    session = Session.objects.create(name="S", workspace=str(tmp_path))
+    workflow = Workflow.objects.create(session=session, pattern="feature_delivery", title="W")
+    run = VerificationRun.objects.create(
+        workflow=workflow, kind="merge", command=["make", "check"], exit_code=2, passed=False, output_tail="boom"
+    )
+    lock = MergeLock.objects.create(repository="/srv/a.git", owner="d1", expires_at=timezone.now() - timedelta(1))
+    for model, obj, words in ((VerificationRun, run, "make check"), (MergeLock, lock, "expired")):
+        listing = admin_client.get(reverse(f"admin:coordination_{model._meta.model_name}_changelist"))
+        assert listing.status_code == 200 and words in listing.content.decode()
+        page = admin_client.get(reverse(f"admin:coordination_{model._meta.model_name}_change", args=[obj.pk]))
+        assert page.status_code == 200
+        assert admin_client.get(reverse(f"admin:coordination_{model._meta.model_name}_add")).status_code == 403
