@@ -2,11 +2,13 @@
 
 Seeds a separate database (never the development one) with COPY, starts daphne on a
 free 127.0.0.1 port as a subprocess, fires concurrent token-authenticated requests at
-/api/coordination/status, /metrics for each window and /business-value, and reports
-p50/p99 per endpoint with the settings it ran with.
+/api/coordination/status, /metrics for each window, /business-value, the events cursor,
+the console overview and a session page, and reports p50/p99 per endpoint with the
+settings it ran with and the machine's load average. Events and attempts are generated in
+the database (generate_series); the hourly rollups are caught up before the load.
 
-    .venv/bin/python -m bench.api_latency --events 1000000 --tasks 100000 --concurrency 8 --requests 400 \\
-        --database-url postgres://postgres@127.0.0.1:5432/hive_bench
+    .venv/bin/python -m bench.api_latency --events 10000000 --tasks 1000000 --concurrency 8 --requests 400 \\
+        --database-url postgres://postgres@127.0.0.1:5432/hive_metrics_big
 
 A benchmark, not a test: it asserts nothing, it measures.
 """
@@ -53,8 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--database-url must be a PostgreSQL URL")
     name = parts.path.lstrip("/")
     dev = urlsplit(os.environ.get("DATABASE_URL", "")).path.lstrip("/")
-    if "bench" not in name or name == dev:
-        parser.error(f"refusing to seed {name!r}: use a dedicated database whose name contains 'bench'")
+    if not ("bench" in name or name.endswith("_big")) or name == dev:
+        parser.error(f"refusing to seed {name!r}: use a dedicated database named *bench* or *_big")
     return args
 
 
@@ -132,7 +134,15 @@ def seed(args) -> dict:
     from django.db import connection
 
     from agents.models import Agent
-    from coordination.models import CoordinationEvent, CoordinatorInstance, Decision, Session, Task, Workflow
+    from coordination.models import (
+        CoordinationEvent,
+        CoordinatorInstance,
+        Decision,
+        Session,
+        Task,
+        TaskAttempt,
+        Workflow,
+    )
     from coordination.permissions import OPERATORS_GROUP
 
     rng = random.Random(args.seed)
@@ -264,32 +274,102 @@ def seed(args) -> dict:
         )
     copy_rows(Decision, decisions)
 
-    def events():
-        for eid in range(1, args.events + 1):
-            wid = rng.randint(1, workflows)
-            yield {
-                "id": eid,
-                "type": EVENT_TYPES[eid % len(EVENT_TYPES)],
-                "session_id": wf_rows[wid - 1]["session_id"],
-                "workflow_id": wid,
-                "agent_id": rng.randint(1, len(agents)),
-                "message": f"bench event {eid}",
-                "collaboration_data": {"step": STEPS[eid % len(STEPS)]},
-                "simulated": True,
-                "created_at": start + SPAN * (eid / args.events),
-            }
-
-    copy_rows(CoordinationEvent, events())
+    seed_events(events=args.events, workflows=workflows, agents=len(agents), start=start)
+    seed_attempts()
     copy_rows(
         CoordinatorInstance,
         [{"id": 1, "name": "bench", "hostname": "bench", "pid": os.getpid(), "heartbeat_at": now, "started_at": now}],
     )
-    reset_sequences([Session, Agent, Workflow, Task, Decision, CoordinationEvent, CoordinatorInstance])
+    reset_sequences([Session, Agent, Workflow, Task, TaskAttempt, Decision, CoordinationEvent, CoordinatorInstance])
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     user, _ = User.objects.get_or_create(username="bench-operator")
     user.groups.add(Group.objects.get_or_create(name=OPERATORS_GROUP)[0])
     return {"seconds": round(time.monotonic() - started, 1)}
+
+
+def seed_events(*, events: int, workflows: int, agents: int, start: datetime) -> None:
+    """`events` events spread evenly over SPAN, generated in the database (generate_series), indexes built after."""
+    from django.db import connection
+
+    table = "coordination_coordinationevent"
+    types = "ARRAY[" + ", ".join(f"'{t}'" for t in EVENT_TYPES) + "]"
+    steps = "ARRAY[" + ", ".join(f"'{t}'" for t in STEPS) + "]"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s AND indexname NOT LIKE %s",
+            [table, "%pkey"],
+        )
+        indexes = cursor.fetchall()
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = %s::regclass AND contype = 'f'",
+            [table],
+        )
+        foreign = cursor.fetchall()
+        for name, _ in foreign:  # the ids below are all seeded; the constraints come back NOT VALID
+            cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        for name, _ in indexes:
+            cursor.execute(f'DROP INDEX "{name}"')
+        # Each event names a (scattered) workflow and takes that workflow's session.
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (id, type, session_id, workflow_id, task_id, agent_id, participants, message,
+                                 collaboration_data, business_impact, simulated, created_at)
+            SELECT g, ({types})[1 + g %% {len(EVENT_TYPES)}], w.session_id, w.id, NULL,
+                   1 + (g * 7919) %% %s, '[]'::jsonb, 'bench event ' || g,
+                   jsonb_build_object('step', ({steps})[1 + g %% {len(STEPS)}]), '{{}}'::jsonb, true,
+                   %s::timestamptz + (%s::interval * g / %s)
+            FROM generate_series(1::bigint, %s) AS g
+            JOIN coordination_workflow w ON w.id = 1 + (g * 104729) %% %s
+            """,
+            [agents, start, SPAN, events, events, workflows],
+        )
+        for _, definition in indexes:
+            cursor.execute(definition)
+        for name, definition in foreign:
+            cursor.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition} NOT VALID')
+
+
+def seed_attempts() -> None:
+    """One attempt per started task, and a failed first try before 5 % of them (set-based)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO coordination_taskattempt (task_id, number, agent_id, status, outcome, summary, started_at,
+                                                  finished_at)
+            SELECT id, 1, agent_id, 'failed', 'failure', 'bench: failed first try', started_at,
+                   started_at + (finished_at - started_at) / 3
+            FROM coordination_task WHERE finished_at IS NOT NULL AND id %% 20 = 0
+            """,
+            [],
+        )
+        cursor.execute(
+            """
+            INSERT INTO coordination_taskattempt (task_id, number, agent_id, status, outcome, summary, started_at,
+                                                  finished_at)
+            SELECT id, CASE WHEN finished_at IS NOT NULL AND id %% 20 = 0 THEN 2 ELSE 1 END, agent_id,
+                   CASE status WHEN 'completed' THEN 'succeeded' WHEN 'failed' THEN 'failed' ELSE 'running' END,
+                   outcome, '', started_at, finished_at
+            FROM coordination_task WHERE started_at IS NOT NULL
+            """,
+            [],
+        )
+
+
+def console_session(user) -> str:
+    """A signed-in console session (database-backed) for the operator: the value of its cookie."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    store = SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    return store.session_key
 
 
 def seeded_size() -> tuple[int, int]:
@@ -310,7 +390,7 @@ def heartbeat_forever(stop: threading.Event, url: str) -> None:
 # --- load ------------------------------------------------------------------------------------
 
 
-def run_load(*, base: str, token: str, endpoints: list[str], concurrency: int, requests: int) -> dict:
+def run_load(*, base: str, token: str, cookie: str, endpoints: list[str], concurrency: int, requests: int) -> dict:
     import logging
 
     import httpx
@@ -326,7 +406,9 @@ def run_load(*, base: str, token: str, endpoints: list[str], concurrency: int, r
     def fire(path: str) -> None:
         client = getattr(local, "client", None)
         if client is None:
-            client = local.client = httpx.Client(base_url=base, headers=headers, timeout=30)
+            client = local.client = httpx.Client(
+                base_url=base, headers=headers, cookies={"sessionid": cookie}, timeout=30
+            )
         t0 = time.perf_counter()
         response = client.get(path)
         elapsed = (time.perf_counter() - t0) * 1000
@@ -378,8 +460,14 @@ def main(argv=None) -> None:
     from django.db import connection
 
     from bench.tokens import fresh_token
+    from metrics import rollups
 
-    token = fresh_token(User.objects.get(username="bench-operator"))
+    rolling = time.monotonic()
+    seeding["rolled_hours"] = rollups.catch_up()
+    seeding["rollup_seconds"] = round(time.monotonic() - rolling, 1)
+    operator = User.objects.get(username="bench-operator")
+    token = fresh_token(operator)
+    cookie = console_session(operator)
 
     connection.close()
 
@@ -417,10 +505,23 @@ def main(argv=None) -> None:
             *[f"/api/coordination/metrics?window={w}" for w in ("1h", "24h", "7d", "all")],
             "/api/coordination/business-value?window=24h",
             "/api/coordination/business-value?window=all",
+            # A client following the live tail, and one reading history from the middle.
+            f"/api/events?after={max(args.events - 500, 0)}&limit=100",
+            f"/api/events?after={args.events // 2}&limit=100",
+            "/?window=24h",
+            "/?window=all",
+            "/sessions/1/",
         ]
+        load_before = os.getloadavg()
         load = run_load(
-            base=base, token=token, endpoints=endpoints, concurrency=args.concurrency, requests=args.requests
+            base=base,
+            token=token,
+            cookie=cookie,
+            endpoints=endpoints,
+            concurrency=args.concurrency,
+            requests=args.requests,
         )
+        load["loadavg"] = {"start": load_before, "end": os.getloadavg()}
     finally:
         stop.set()
         server.terminate()
@@ -444,7 +545,11 @@ def main(argv=None) -> None:
     }
     width = max(len(p) for p in load["endpoints"])
     print(json.dumps(report["settings"]))
-    print(f"seeded in {seeding['seconds']} s; {load['rps']} req/s over {load['wall_s']} s")
+    print(
+        f"seeded in {seeding['seconds']} s; rolled {seeding['rolled_hours']} hour(s) in {seeding['rollup_seconds']} s;"
+        f" {load['rps']} req/s over {load['wall_s']} s"
+    )
+    print(f"load average (1, 5, 15 min): start {load['loadavg']['start']}, end {load['loadavg']['end']}")
     print(f"{'endpoint':<{width}}  {'p50 ms':>8}  {'p99 ms':>8}  {'max ms':>8}  errors")
     for path, row in load["endpoints"].items():
         print(f"{path:<{width}}  {row['p50_ms']:>8}  {row['p99_ms']:>8}  {row['max_ms']:>8}  {row['errors']}")

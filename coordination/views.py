@@ -26,6 +26,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agents.models import Agent
+from metrics import figures as metrics_figures
 from metrics import selectors as metrics_selectors
 from metrics.slo import slo_status
 
@@ -102,17 +103,19 @@ def _wants_json(request) -> bool:
 @login_required
 @require_GET
 def overview(request):
-    """Crew, figures, charts, decisions and the live feed: 29 queries whatever the row count ("all": 31).
+    """Crew, figures, charts, decisions and the live feed, in a number of queries fixed whatever the row count.
 
-    Status 7, metrics 12, business value 3, series 2 (for "all" each +1), cost 1, decisions 1,
-    feed 1, operator check 1, last event id 1; plus the session and user of the request.
+    The figures are the API's cached ones (metrics.figures): a live refresh recomputes none of them
+    while they are fresh. Computed, they take 45 queries (status 7, metrics 14, business value 9,
+    series 2, cost 8, ...; "all" 47), see tests/metrics/test_query_counts.py.
     """
     window = _window(request)
     status = selectors.coordination_status()
-    coordination = metrics_selectors.coordination_metrics(window=window)
-    value = metrics_selectors.business_value(window=window)
-    series = metrics_selectors.throughput_series(window=window, buckets=24)
-    costs = metrics_selectors.cost_by_role(window=window)
+    # The same cached figures the API serves, so a live refresh does not recompute them.
+    coordination = metrics_figures.coordination_metrics(window)
+    value = metrics_figures.business_value(window)
+    series = metrics_figures.throughput_series(window, buckets=24)
+    costs = metrics_figures.cost_by_role(window)
     decisions = list(selectors.open_decisions()[:8])
     sessions = {s["id"]: s for s in status["sessions"]}
     crew = []

@@ -11,13 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.models import Agent
-from coordination.api.cache import WINDOW_SCALE, cached_read
 from coordination.api.common import errors, validated
 from coordination.api.pagination import HivePagination
 
-from . import selectors
+from . import figures, selectors
 from . import serializers as s
-from .models import ValueAssumptions
 from .validation import records
 from .validation import selectors as validation_selectors
 
@@ -42,11 +40,7 @@ class CoordinationMetricsView(APIView):
     )
     def get(self, request: Request) -> Response:
         """Throughput, success rate, cycle times, handoff latency, rework, utilisation, cost, simulated share."""
-        window = window_param(request)
-        data = cached_read(
-            f"metrics:{window}", lambda: selectors.coordination_metrics(window=window), scale=WINDOW_SCALE[window]
-        )
-        return Response(data)
+        return Response(figures.coordination_metrics(window_param(request)))
 
 
 class BusinessValueView(APIView):
@@ -57,11 +51,7 @@ class BusinessValueView(APIView):
     )
     def get(self, request: Request) -> Response:
         """Hours saved, productivity gain, cost and value of the recorded work, with formulas and assumptions."""
-        window = window_param(request)
-        # Keyed by the assumptions' last edit so a change shows at once.
-        edited = ValueAssumptions.objects.values_list("updated_at", flat=True).first()
-        key = f"value:{window}:{edited.timestamp() if edited else 0}"
-        return Response(cached_read(key, lambda: selectors.business_value(window=window), scale=WINDOW_SCALE[window]))
+        return Response(figures.business_value(window_param(request)))
 
 
 class AgentPerformanceView(APIView):

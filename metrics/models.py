@@ -177,3 +177,68 @@ class ValidationRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED_STATUSES
+
+
+class MetricHour(models.Model):
+    """Sums of one closed hour of recorded work, per (role, agent): the rollup the long windows read.
+
+    Rows are derived from task, attempt, workflow and decision rows only (never from events,
+    which retention prunes), one hour at a time by metrics.rollups, and replaced whole when an
+    hour is rolled again. Task figures are keyed by the hour of finished_at, attempt figures by
+    the attempt's finished_at, workflow figures (role "", agent 0) by completed_at (delivered
+    figures by the delivery time) and decision figures by answered_at.
+    """
+
+    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    role = models.CharField(max_length=32, blank=True)
+    agent_id = models.BigIntegerField(default=0, help_text="0: no agent (workflow and decision figures).")
+    # Tasks finished in the hour.
+    finished = models.PositiveIntegerField(default=0)
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    rework = models.PositiveIntegerField(default=0)
+    worked = models.PositiveIntegerField(default=0, help_text="completed or failed")
+    timed = models.PositiveIntegerField(default=0, help_text="completed or failed, with a start time")
+    simulated_completed = models.PositiveIntegerField(default=0)
+    estimate_hours = models.DecimalField(max_digits=20, decimal_places=6, default=0)
+    simulated_estimate_hours = models.DecimalField(max_digits=20, decimal_places=6, default=0)
+    busy_seconds = models.FloatField(default=0)
+    simulated_busy_seconds = models.FloatField(default=0)
+    tokens_in = models.BigIntegerField(default=0)
+    tokens_out = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=20, decimal_places=6, default=0)
+    simulated_cost = models.DecimalField(max_digits=20, decimal_places=6, default=0)
+    simulated_tasks = models.PositiveIntegerField(default=0)
+    first_started = models.DateTimeField(null=True)
+    last_finished = models.DateTimeField(null=True)
+    # Attempts ended in the hour.
+    attempts_succeeded = models.PositiveIntegerField(default=0)
+    attempts_failed = models.PositiveIntegerField(default=0)
+    # Workflows finished (and delivered) in the hour; decisions answered in it.
+    workflows_finished = models.PositiveIntegerField(default=0)
+    workflows_completed = models.PositiveIntegerField(default=0)
+    workflows_unaided = models.PositiveIntegerField(default=0)
+    review_visits = models.PositiveIntegerField(default=0)
+    reviewed_workflows = models.PositiveIntegerField(default=0)
+    workflows_delivered = models.PositiveIntegerField(default=0)
+    delivered_estimate_hours = models.DecimalField(max_digits=20, decimal_places=6, default=0)
+    decisions_answered = models.PositiveIntegerField(default=0)
+    decisions_waited = models.PositiveIntegerField(default=0)
+    wait_seconds = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "role", "agent_id"], name="metric_hour_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}:00 {self.role or '-'} {self.agent_id}"
+
+
+class RollupState(models.Model):
+    """The single row saying up to which hour MetricHour is complete (the watermark)."""
+
+    singleton = models.BooleanField(default=True, unique=True, editable=False)
+    rolled_through = models.DateTimeField(
+        null=True, help_text="Every hour before this is in MetricHour; later rows are read raw."
+    )
+    updated_at = models.DateTimeField(auto_now=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Min, Q, QuerySet
+from django.db.models.functions import Coalesce
 
 from coordination.models import CoordinationEvent, Task, TaskAttempt, Workflow
 
@@ -22,11 +23,35 @@ DELIVERED_UNAIDED = Q(status=W.COMPLETED, human_interventions=0)
 # Waiting for a human: it can no longer be delivered without one.
 ESCALATED = Q(status=W.WAITING_HUMAN)
 
+
+# The moment a workflow's value counts: merged and verified (delivered_at). A workflow of a
+# session without a repository is delivered when it completes successfully; until the engine
+# stamps delivered_at on those, their completed_at stands in for it.
+DELIVERED_AT = Coalesce(F("delivered_at"), F("completed_at"))
+_COMPLETED_WITHOUT_REPOSITORY = Q(delivered_at__isnull=True, status=W.COMPLETED, session__repository="")
+
+
+def delivered_in(in_range) -> Q:
+    """Workflows delivered in a range, given `in_range(field) -> Q` over a datetime field. Each once."""
+    return in_range("delivered_at") | (_COMPLETED_WITHOUT_REPOSITORY & in_range("completed_at"))
+
+
+def first_delivered():
+    """The earliest delivery time recorded, or None. One query."""
+    return Workflow.objects.filter(Q(delivered_at__isnull=False) | _COMPLETED_WITHOUT_REPOSITORY).aggregate(
+        first=Min(DELIVERED_AT)
+    )["first"]
+
+
 DEFINITIONS = {
     "workflows_finished": "workflows completed, failed or cancelled",
+    "workflows_delivered": "workflows with delivered_at in the window: merged and verified, or for a session "
+    "without a repository completed successfully; each is delivered once",
     "delivered_without_a_human": "workflows completed with 0 human interventions",
     "workflows_concluded": "workflows finished, or waiting for a human (no longer deliverable without one)",
     "coordination_success": "delivered without a human / concluded (a validation run) or / finished (the live figure)",
+    "attempt_success": "succeeded attempts / attempts that succeeded, failed or were reclaimed (failures count "
+    "even when a later attempt finished the task)",
     "duplicate_completions": "tasks with more than one succeeded attempt or more than one task_completed event",
     "tasks_assigned_twice": "tasks with two attempts running at once, or one attempt number assigned twice",
     "tasks_lost": "tasks left running with no running attempt or no live daemon, or unfinished in a finished workflow",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,9 +11,9 @@ from django.db.models.functions import Coalesce
 from agents.models import Agent
 from coordination.models import Decision, Task, Workflow
 
-from . import outcomes
+from . import rollups
 from .percentiles import duration_percentiles, handoff_latency
-from .totals import _simulated_share, _task_totals, attempt_outcomes, success, success_by
+from .totals import _simulated_share, attempt_outcomes, success, success_by
 from .windows import (
     DEC,
     TASK_WORKED,
@@ -60,56 +59,19 @@ def coordination_metrics(*, window: str) -> dict[str, Any]:
     """
     start, now = window_bounds(window)
     span = _span_seconds(start, now)
-    totals = _task_totals(start)
-    attempts = attempt_outcomes(start)
-    by_role = success_by(attempts, "role")
-    names = {row["agent_id"]: (row["name"], row["role"]) for row in attempts}
-
-    finished_wf = Workflow.objects.filter(_in_window("completed_at", start)).filter(outcomes.FINISHED)
-    wf = finished_wf.aggregate(
-        finished=Count("pk"),
-        completed=Count("pk", filter=Q(status=Workflow.Status.COMPLETED)),
-        unaided=Count("pk", filter=outcomes.DELIVERED_UNAIDED),
-    )
-    review = Task.objects.filter(
-        step="review", workflow__status=Workflow.Status.COMPLETED, **_workflow_window(start)
-    ).aggregate(visits=Count("pk"), workflows=Count("workflow", distinct=True))
-
-    role_rows = list(
-        Task.objects.filter(_in_window("finished_at", start))
-        .values("role")
-        .annotate(
-            agents=Count("agent", distinct=True, filter=Q(status__in=TASK_WORKED)),
-            busy=Coalesce(
-                Sum(
-                    seconds_between("started_at", "finished_at"),
-                    filter=Q(status__in=TASK_WORKED, started_at__isnull=False),
-                ),
-                Value(0.0),
-            ),
-            tokens_in=Coalesce(Sum("tokens_in"), Value(0)),
-            tokens_out=Coalesce(Sum("tokens_out"), Value(0)),
-            cost=Coalesce(Sum("cost_usd"), Value(ZERO), output_field=DEC),
-            completed=Count("pk", filter=Q(status=Task.Status.COMPLETED)),
-        )
-        .order_by("role")
-    )
-    agent_rows = list(
-        Task.objects.filter(_in_window("finished_at", start), agent__isnull=False)
-        .values("agent_id", "agent__name", "agent__role", "agent__runtime")
-        .annotate(
-            tokens_in=Coalesce(Sum("tokens_in"), Value(0)),
-            tokens_out=Coalesce(Sum("tokens_out"), Value(0)),
-            cost=Coalesce(Sum("cost_usd"), Value(ZERO), output_field=DEC),
-            completed=Count("pk", filter=Q(status=Task.Status.COMPLETED)),
-        )
-        .order_by("-cost", "agent_id")[:100]
-    )
+    figures = rollups.window_figures(start)
+    groups, flow = figures["groups"], figures["flow"]
+    totals = rollups.totals(groups)[None]
+    by_role = rollups.totals(groups, "role")
+    by_agent = rollups.totals(groups, "agent_id")
+    by_agent.pop(0, None)  # work no agent did (cancelled before it was claimed)
+    agents_by_role: dict[str, set[int]] = {}
+    for group in groups:
+        if group.get("worked") and group["agent_id"]:
+            agents_by_role.setdefault(group["role"], set()).add(group["agent_id"])
+    agents = {a["id"]: a for a in Agent.objects.filter(pk__in=list(by_agent)).values("id", "name", "role", "runtime")}
     waits = Decision.objects.filter(
         _in_window("answered_at", start), status__in=[Decision.Status.ANSWERED, Decision.Status.EXPIRED]
-    )
-    wait_total = waits.aggregate(
-        n=Count("pk"), total=Coalesce(Sum(seconds_between("created_at", "answered_at")), Value(0.0))
     )
     wait_pct = duration_percentiles(waits, start="created_at", end="answered_at")
     pattern_rows = list(
@@ -119,6 +81,12 @@ def coordination_metrics(*, window: str) -> dict[str, Any]:
         .order_by("pattern", "status")
     )
     hours = span / 3600
+    role_rows = [by_role[role] for role in sorted(by_role) if by_role[role]["finished"]]
+    agent_rows = sorted(
+        (row for agent_id, row in by_agent.items() if row["finished"] and agent_id in agents),
+        key=lambda row: (-row["cost"], row["agent_id"]),
+    )[:100]
+    attempted = [(key, row) for key, row in by_agent.items() if row["attempts_succeeded"] or row["attempts_failed"]]
     return {
         "window": window,
         "start": start.isoformat() if start else None,
@@ -128,24 +96,33 @@ def coordination_metrics(*, window: str) -> dict[str, Any]:
             "tasks_completed": totals["completed"],
             "tasks_failed": totals["failed"],
             "tasks_cancelled": totals["cancelled"],
-            "attempts_failed": sum(row["failed"] for row in attempts),
-            "workflows_completed": wf["completed"],
+            "attempts_failed": totals["attempts_failed"],
+            "workflows_completed": flow["workflows_completed"],
             "tasks_per_hour": round(totals["completed"] / hours, 3) if hours else None,
-            "workflows_per_hour": round(wf["completed"] / hours, 3) if hours else None,
+            "workflows_per_hour": round(flow["workflows_completed"] / hours, 3) if hours else None,
         },
-        "coordination_success_rate": _share(wf["unaided"], wf["finished"]),
-        "attempt_success": success(sum(r["succeeded"] for r in attempts), sum(r["failed"] for r in attempts)),
-        "success_by_role": [{"role": role, **figures} for role, figures in sorted(by_role.items())],
+        "coordination_success_rate": _share(flow["workflows_unaided"], flow["workflows_finished"]),
+        "attempt_success": success(totals["attempts_succeeded"], totals["attempts_failed"]),
+        "success_by_role": [
+            {"role": role, **success(row["attempts_succeeded"], row["attempts_failed"])}
+            for role, row in sorted(by_role.items())
+            if row["attempts_succeeded"] or row["attempts_failed"]
+        ],
         "success_by_agent": sorted(
             (
-                {"agent_id": agent_id, "name": names[agent_id][0], "role": names[agent_id][1], **figures}
-                for agent_id, figures in success_by(attempts, "agent_id").items()
-                if agent_id is not None
+                {
+                    "agent_id": agent_id,
+                    "name": agents[agent_id]["name"],
+                    "role": agents[agent_id]["role"],
+                    **success(row["attempts_succeeded"], row["attempts_failed"]),
+                }
+                for agent_id, row in attempted
+                if agent_id in agents
             ),
-            key=lambda row: (row["success_rate"] if row["success_rate"] is not None else 2, row["agent_id"]),
+            key=lambda row: (row["success_rate"], row["agent_id"]),
         )[:100],
-        "workflows_finished": wf["finished"],
-        "workflows_completed_unaided": wf["unaided"],
+        "workflows_finished": flow["workflows_finished"],
+        "workflows_completed_unaided": flow["workflows_unaided"],
         "cycle_time": {
             "workflow": duration_percentiles(
                 Workflow.objects.filter(_in_window("completed_at", start), status=Workflow.Status.COMPLETED),
@@ -159,14 +136,20 @@ def coordination_metrics(*, window: str) -> dict[str, Any]:
             ),
         },
         "handoff_latency": handoff_latency(start=start),
-        "review_rounds_per_change": round(review["visits"] / review["workflows"], 3) if review["workflows"] else None,
+        "review_rounds_per_change": (
+            round(flow["review_visits"] / flow["reviewed_workflows"], 3) if flow["reviewed_workflows"] else None
+        ),
         "rework_rate": _share(totals["rework"], totals["finished"]),
         "utilisation_by_role": [
             {
                 "role": r["role"],
-                "agents": r["agents"],
-                "busy_seconds": round(r["busy"], 1),
-                "utilisation": round(r["busy"] / (span * r["agents"]), 4) if span and r["agents"] else None,
+                "agents": len(agents_by_role.get(r["role"], ())),
+                "busy_seconds": round(r["busy_seconds"], 1),
+                "utilisation": (
+                    round(r["busy_seconds"] / (span * len(agents_by_role[r["role"]])), 4)
+                    if span and agents_by_role.get(r["role"])
+                    else None
+                ),
             }
             for r in role_rows
         ],
@@ -183,10 +166,10 @@ def coordination_metrics(*, window: str) -> dict[str, Any]:
         "tokens_cost_by_agent": [
             {
                 "agent_id": r["agent_id"],
-                "name": r["agent__name"],
-                "role": r["agent__role"],
-                "runtime": r["agent__runtime"],
-                "simulated": r["agent__runtime"] == Agent.Runtime.SCRIPTED,
+                "name": agents[r["agent_id"]]["name"],
+                "role": agents[r["agent_id"]]["role"],
+                "runtime": agents[r["agent_id"]]["runtime"],
+                "simulated": agents[r["agent_id"]]["runtime"] == Agent.Runtime.SCRIPTED,
                 "tokens_in": r["tokens_in"],
                 "tokens_out": r["tokens_out"],
                 "cost_usd": Decimal(r["cost"]),
@@ -199,15 +182,15 @@ def coordination_metrics(*, window: str) -> dict[str, Any]:
             "tokens_out": totals["tokens_out"],
             "cost_usd": Decimal(totals["cost"]),
         },
-        "human_wait": {"decisions": wait_total["n"], "total_seconds": round(wait_total["total"], 1), **wait_pct},
+        "human_wait": {
+            "decisions": flow["decisions_waited"],
+            "total_seconds": round(flow["wait_seconds"], 1),
+            **wait_pct,
+        },
         "patterns": pattern_rows,
         "simulated_share": _simulated_share(totals),
         "definitions": METRIC_DEFINITIONS,
     }
-
-
-def _workflow_window(start: datetime | None) -> dict[str, Any]:
-    return {"workflow__completed_at__gte": start} if start else {"workflow__completed_at__isnull": False}
 
 
 METRIC_DEFINITIONS = {

@@ -6,17 +6,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, F, IntegerField, Q, Sum, Value
-from django.db.models.functions import Cast, Coalesce
+from django.db.models import Count, F, IntegerField, Q, Value
+from django.db.models.functions import Cast
 
 from coordination.models import Task, Workflow
 
+from . import rollups
 from .windows import (
-    DEC,
     TASK_WORKED,
-    ZERO,
     Epoch,
-    _in_window,
     _span_seconds,
     window_bounds,
 )
@@ -70,39 +68,28 @@ def throughput_series(*, window: str, buckets: int = 24) -> list[dict[str, Any]]
 
 
 def cost_by_role(*, window: str) -> list[dict[str, Any]]:
-    """Spend per role in `window`, most expensive first. One query.
+    """Spend per role in `window`, most expensive first: cost_by_role_between(window's start, now).
 
     Returns ``[{"role", "tokens_in", "tokens_out", "cost_usd": Decimal, "tasks": int, "simulated_tasks": int}]``.
     """
-    start, _ = window_bounds(window)
-    return cost_by_role_between(start=start)
+    start, now = window_bounds(window)
+    return cost_by_role_between(start=start, end=now)
 
 
 def cost_by_role_between(*, start: datetime | None, end: datetime | None = None, session=None) -> list[dict[str, Any]]:
-    """Spend per role of tasks finished in [start, end), of `session` if given; as cost_by_role."""
-    tasks = Task.objects.filter(_in_window("finished_at", start))
-    if end is not None:
-        tasks = tasks.filter(finished_at__lt=end)
-    if session is not None:
-        tasks = tasks.filter(session=session)
-    rows = (
-        tasks.values("role")
-        .annotate(
-            tokens_in=Coalesce(Sum("tokens_in"), Value(0)),
-            tokens_out=Coalesce(Sum("tokens_out"), Value(0)),
-            cost=Coalesce(Sum("cost_usd"), Value(ZERO), output_field=DEC),
-            tasks=Count("pk"),
-            simulated_tasks=Count("pk", filter=Q(simulated=True)),
-        )
-        .order_by("-cost", "role")
-    )
+    """Spend per role of tasks finished in [start, end), of `session` if given; as cost_by_role.
+
+    Eight queries (rollups.figures_between)."""
+    figures = rollups.figures_between(start=start, end=end, session=session)
+    by_role = rollups.totals(figures["groups"], "role")
+    rows = sorted((row for row in by_role.values() if row["finished"]), key=lambda r: (-r["cost"], r["role"]))
     return [
         {
             "role": r["role"],
             "tokens_in": r["tokens_in"],
             "tokens_out": r["tokens_out"],
             "cost_usd": Decimal(r["cost"]),
-            "tasks": r["tasks"],
+            "tasks": r["finished"],
             "simulated_tasks": r["simulated_tasks"],
         }
         for r in rows

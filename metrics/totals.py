@@ -1,57 +1,16 @@
-"""Aggregates several figures share: the totals of the tasks finished in a window."""
+"""Figures several reads share: attempt outcomes and success rates, the simulated share."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Max, Min, Q, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Q
 
-from coordination.models import Task, TaskAttempt
+from coordination.models import TaskAttempt
 
-from .windows import (
-    DEC,
-    TASK_WORKED,
-    ZERO,
-    _in_window,
-    _share,
-    seconds_between,
-)
-
-
-def _task_totals(start: datetime | None, *, end: datetime | None = None, session=None) -> dict[str, Any]:
-    """One query over tasks finished in the window (task_finished_idx), before `end`, of `session` if given."""
-    completed = Q(status=Task.Status.COMPLETED)
-    worked = Q(status__in=TASK_WORKED, started_at__isnull=False)
-    rows = Task.objects.filter(_in_window("finished_at", start))
-    if end is not None:
-        rows = rows.filter(finished_at__lt=end)
-    if session is not None:
-        rows = rows.filter(session=session)
-    row = rows.aggregate(
-        finished=Count("pk"),
-        completed=Count("pk", filter=completed),
-        failed=Count("pk", filter=Q(status=Task.Status.FAILED)),
-        cancelled=Count("pk", filter=Q(status=Task.Status.CANCELLED)),
-        rework=Count("pk", filter=Q(round__gt=1) | Q(attempt__gt=1)),
-        simulated_completed=Count("pk", filter=completed & Q(simulated=True)),
-        estimate_hours=Coalesce(Sum("human_estimate_hours", filter=completed), Value(ZERO), output_field=DEC),
-        simulated_estimate_hours=Coalesce(
-            Sum("human_estimate_hours", filter=completed & Q(simulated=True)), Value(ZERO), output_field=DEC
-        ),
-        busy_seconds=Coalesce(Sum(seconds_between("started_at", "finished_at"), filter=worked), Value(0.0)),
-        simulated_busy_seconds=Coalesce(
-            Sum(seconds_between("started_at", "finished_at"), filter=worked & Q(simulated=True)), Value(0.0)
-        ),
-        tokens_in=Coalesce(Sum("tokens_in"), Value(0)),
-        tokens_out=Coalesce(Sum("tokens_out"), Value(0)),
-        cost=Coalesce(Sum("cost_usd"), Value(ZERO), output_field=DEC),
-        simulated_cost=Coalesce(Sum("cost_usd", filter=Q(simulated=True)), Value(ZERO), output_field=DEC),
-        first_started=Min("started_at", filter=worked),
-        last_finished=Max("finished_at", filter=worked),
-    )
-    return row
+from .rollups import ATTEMPT_FAILED, ATTEMPT_SUCCEEDED
+from .windows import _in_window, _share
 
 
 def _simulated_share(totals: dict[str, Any]) -> dict[str, Any]:
@@ -62,12 +21,6 @@ def _simulated_share(totals: dict[str, Any]) -> dict[str, Any]:
         "simulated_tasks_completed": totals["simulated_completed"],
         "note": "share of the work produced by scripted (simulated) runtimes",
     }
-
-
-# Attempts that ended without success: the runtime failed, or its lease ran out (reclaimed).
-# A handed-back attempt (the agent was paused or went offline by an operator's hand) is neither.
-ATTEMPT_FAILED = (TaskAttempt.Status.FAILED, TaskAttempt.Status.RECLAIMED)
-ATTEMPT_SUCCEEDED = TaskAttempt.Status.SUCCEEDED
 
 
 def attempt_outcomes(start: datetime | None, *, agent_id: int | None = None) -> list[dict[str, Any]]:

@@ -6,15 +6,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from coordination.models import Decision
-
+from . import rollups
 from .models import ValueAssumptions
-from .totals import _simulated_share, _task_totals
+from .totals import _simulated_share
 from .windows import (
     MIN_ANNUALISE_SPAN_HOURS,
     ZERO,
     _hours,
-    _in_window,
     _money,
     window_bounds,
 )
@@ -27,7 +25,9 @@ def business_value(*, window: str) -> dict[str, Any]:
 
 
 def value_between(*, start: datetime | None, end: datetime, session=None) -> dict[str, Any]:
-    """What the recorded work in `window` is worth under the operator's assumptions. Three queries.
+    """What the recorded work in [start, end) is worth under the operator's assumptions, of `session` if given.
+
+    Nine queries (rollups.figures_between and the assumptions).
 
     Returns::
 
@@ -36,8 +36,8 @@ def value_between(*, start: datetime | None, end: datetime, session=None) -> dic
           "hours_saved": Decimal, "crew_hours": Decimal, "human_hours_spent": Decimal,
           "productivity_gain": float | None, "cost_usd": Decimal, "value": Decimal, "net_value": Decimal,
           "annualised_value_per_developer": Decimal | None, "currency": "USD",
-          "inputs": {"human_estimate_hours", "tasks_completed", "decisions_answered", "crew_seconds",
-                     "cost_usd", "span_hours", "first_started", "last_finished"},
+          "inputs": {"human_estimate_hours", "workflows_delivered", "tasks_completed", "decisions_answered",
+                     "crew_seconds", "cost_usd", "span_hours", "first_started", "last_finished"},
           "assumptions": {"currency", "hourly_rate", "working_hours_per_year", "team_size",
                           "human_review_minutes_per_decision", "updated_at"},
           "formulas": {name: text},
@@ -48,13 +48,13 @@ def value_between(*, start: datetime | None, end: datetime, session=None) -> dic
     """
     now = end
     assumptions = ValueAssumptions.current()
-    totals = _task_totals(start, end=end, session=session)
-    decisions = Decision.objects.filter(_in_window("answered_at", start), status=Decision.Status.ANSWERED)
-    if session is not None:
-        decisions = decisions.filter(session=session)
-    decisions_answered = decisions.filter(answered_at__lt=end).count()
+    figures = rollups.figures_between(start=start, end=end, session=session)
+    totals = rollups.totals(figures["groups"])[None]
+    flow = figures["flow"]
+    decisions_answered = flow["decisions_answered"]
 
-    estimate = Decimal(totals["estimate_hours"])
+    # Each delivered workflow's estimate, once; rework, failures and abandoned work add none.
+    estimate = Decimal(flow["delivered_estimate_hours"])
     human_hours = Decimal(decisions_answered) * Decimal(assumptions.human_review_minutes_per_decision) / 60
     hours_saved = estimate - human_hours
     crew_hours = Decimal(str(totals["busy_seconds"])) / 3600
@@ -81,6 +81,7 @@ def value_between(*, start: datetime | None, end: datetime, session=None) -> dic
         "annualised_value_per_developer": annualised,
         "inputs": {
             "human_estimate_hours": _hours(estimate),
+            "workflows_delivered": flow["workflows_delivered"],
             "tasks_completed": totals["completed"],
             "decisions_answered": decisions_answered,
             "crew_seconds": round(totals["busy_seconds"], 1),
@@ -104,9 +105,12 @@ def value_between(*, start: datetime | None, end: datetime, session=None) -> dic
 
 BUSINESS_FORMULAS = {
     "human_hours_spent": "decisions answered by a human × human_review_minutes_per_decision / 60",
-    "hours_saved": "Σ human_estimate_hours of tasks completed in the window − human_hours_spent",
-    "crew_hours": "Σ (finished_at − started_at) of tasks completed or failed in the window",
-    "productivity_gain": "Σ human_estimate_hours of completed tasks / crew_hours (None when crew_hours is 0)",
+    "hours_saved": "Σ human_estimate_hours of workflows delivered in the window, each counted once when it is "
+    "delivered − human_hours_spent; rework rounds, failed verification, conflicts and abandoned workflows "
+    "add crew time and cost, never value",
+    "crew_hours": "Σ (finished_at − started_at) of tasks completed or failed in the window, rework included",
+    "productivity_gain": "Σ human_estimate_hours of workflows delivered in the window / crew_hours "
+    "(None when crew_hours is 0)",
     "cost_usd": "Σ cost_usd of tasks finished in the window, as reported by their runtimes",
     "value": "hours_saved × hourly_rate",
     "net_value": "value − cost_usd",

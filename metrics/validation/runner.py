@@ -25,14 +25,17 @@ from urllib.parse import quote
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from coordination.access.services import token_issue, token_revoke
-from coordination.models import CoordinationEvent, CoordinatorInstance, Session, Task, Workflow
+from coordination.models import CoordinationEvent, CoordinatorInstance, Session, Task, TaskAttempt, Workflow
 from coordination.services import session_set_status, work_submit
 
 from .. import outcomes
+from ..rollups import ATTEMPT_FAILED, ATTEMPT_SUCCEEDED
 from ..selectors import handoff_latency
+from ..totals import success
 from . import faults as fault_kinds
 from .crew import Crew, crew_create
 from .feed import FeedWatcher
@@ -258,6 +261,13 @@ class Runner:
                 "failed": tasks.filter(status=Task.Status.FAILED).count(),
                 "attempts_over_one": tasks.filter(attempt__gt=1).count(),
             },
+            # Failed attempts count even when a later attempt finished the task.
+            "attempts": success(
+                **TaskAttempt.objects.filter(task__in=tasks).aggregate(
+                    succeeded=Count("pk", filter=Q(status=ATTEMPT_SUCCEEDED)),
+                    failed=Count("pk", filter=Q(status__in=ATTEMPT_FAILED)),
+                )
+            ),
             "unexpected_exits": self.unexpected_exits,
             "orphans_left_running": self.procs.orphans_alive(),
             "definitions": outcomes.DEFINITIONS,
