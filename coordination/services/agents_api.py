@@ -15,6 +15,7 @@ from ..events import EventDraft, event_record, participants
 from ..exceptions import ConflictError, DomainError
 from ..inputs import MemberInputSerializer, validate_input
 from ..models import CoordinationEvent, Session
+from . import locks
 from .work import session_set_status
 
 E = CoordinationEvent.Type
@@ -46,8 +47,8 @@ def agent_create(
     )
     role, name, runtime, config = data["role"], data["name"], data["runtime"], data["runtime_config"]
     now = timezone.now()
-    with transaction.atomic():
-        session = Session.objects.select_for_update().get(pk=session.pk)
+    with locks.atomic():
+        session = locks.session(session.pk)
         if session.status in CLOSED_SESSIONS:
             raise ConflictError(f"session is {session.status}", field="session")
         if not name:
@@ -101,6 +102,4 @@ def session_transition(*, session: Session, action: str, user=None) -> Session:
     if action not in SESSION_TRANSITIONS:
         raise DomainError(f"unknown action {action!r}; choose one of {', '.join(SESSION_TRANSITIONS)}", field="action")
     target, allowed = SESSION_TRANSITIONS[action]
-    if session.status not in allowed:
-        raise ConflictError(f"cannot {action} a session that is {session.status}", field="status")
-    return session_set_status(session=session, status=target, user=user)
+    return session_set_status(session=session, status=target, user=user, only_from=allowed, action=action)

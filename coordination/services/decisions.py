@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent
@@ -12,17 +13,24 @@ from .. import patterns
 from ..events import EventDraft
 from ..exceptions import ConflictError, DomainError
 from ..models import CoordinationEvent, Decision, Session, Task, Workflow
+from . import locks
 from .flow import FlowBatch, batch_flush, move_apply
 
 E = CoordinationEvent.Type
 
 
 def decision_answer(*, decision: Decision, option: str, user=None, comment: str = "") -> Decision:
-    """Record a human's answer and apply it; a second answer is a conflict."""
-    with transaction.atomic():
-        locked = Decision.objects.select_for_update().get(pk=decision.pk)
-        if locked.status != Decision.Status.OPEN:
-            raise ConflictError(f"decision is already {locked.status}", field="option")
+    """Record a human's answer and apply it; a second answer is a conflict.
+
+    Locks in the project's order (services/locks.py): the open tasks of the
+    decision's workflow, the decision, then the workflow; the status is read
+    on the locked decision.
+    """
+    with locks.atomic():
+        locked = _lock(decision.pk)
+        if locked is None or locked.status != Decision.Status.OPEN:
+            status = locked.status if locked is not None else "gone"
+            raise ConflictError(f"decision is already {status}", field="option")
         if option not in locked.option_keys:
             raise DomainError(f"{option!r} is not one of {', '.join(locked.option_keys)}", field="option")
         _apply(decision=locked, option=option, user=user, comment=comment, automatic=False)
@@ -30,16 +38,19 @@ def decision_answer(*, decision: Decision, option: str, user=None, comment: str 
 
 
 def decisions_expire(*, now=None, limit: int = 100) -> int:
-    """Apply the default option of decisions whose deadline passed."""
+    """Apply the default option of decisions whose deadline passed, each in its own transaction."""
     now = now or timezone.now()
+    due = list(
+        Decision.objects.filter(status=Decision.Status.OPEN, deadline__lt=now)
+        .order_by("id")
+        .values_list("pk", flat=True)[:limit]
+    )
     done = 0
-    with transaction.atomic():
-        due = list(
-            Decision.objects.select_for_update(skip_locked=True)
-            .filter(status=Decision.Status.OPEN, deadline__lt=now)
-            .order_by("id")[:limit]
-        )
-        for decision in due:
+    for pk in due:
+        with locks.atomic():
+            decision = _lock(pk)
+            if decision is None or decision.status != Decision.Status.OPEN or decision.deadline >= now:
+                continue  # answered meanwhile
             _apply(
                 decision=decision, option=decision.default_option, user=None, comment="deadline passed", automatic=True
             )
@@ -47,7 +58,25 @@ def decisions_expire(*, now=None, limit: int = 100) -> int:
     return done
 
 
+def _lock(pk: int) -> Decision | None:
+    """Lock what answering decision `pk` writes, in lock order: the open tasks of its workflow, then the decision."""
+    row = Decision.objects.filter(pk=pk).values_list("task_id", "workflow_id").first()
+    if row is None:
+        return None
+    task_id, workflow_id = row  # never change once written
+    task_ids = {task_id} if task_id else set()
+    if workflow_id:  # an abandon cancels the workflow's waiting tasks too
+        task_ids |= set(
+            Task.objects.filter(workflow_id=workflow_id)
+            .exclude(status__in=Task.FINISHED_STATUSES)
+            .values_list("pk", flat=True)
+        )
+    locks.tasks(task_ids, related=())
+    return locks.decisions([pk]).get(pk)
+
+
 def _apply(*, decision: Decision, option: str, user, comment: str, automatic: bool) -> None:
+    """Answer a decision locked by _lock (with the tasks it may move)."""
     now = timezone.now()
     decision.status = Decision.Status.EXPIRED if automatic else Decision.Status.ANSWERED
     decision.answer = option
@@ -77,12 +106,9 @@ def _apply(*, decision: Decision, option: str, user, comment: str, automatic: bo
             },
         )
     )
-    task = (
-        Task.objects.select_for_update(of=("self",)).select_related("workflow", "agent").get(pk=decision.task_id)
-        if decision.task_id
-        else None
-    )
-    workflow = Workflow.objects.select_for_update().get(pk=decision.workflow_id) if decision.workflow_id else None
+    # Already locked by _lock: read again with the relations the answer needs.
+    task = Task.objects.select_related("agent").get(pk=decision.task_id) if decision.task_id else None
+    workflow = locks.workflow(decision.workflow_id) if decision.workflow_id else None
     if workflow is not None and not automatic:
         workflow.human_interventions += 1
         Workflow.objects.filter(pk=workflow.pk).update(human_interventions=workflow.human_interventions)
@@ -171,8 +197,8 @@ def _session_pause(*, decision: Decision) -> None:
     """A decision about the whole crew chose to pause its session (takes effect in this transaction)."""
     from . import session_set_status  # the package's export, wherever the service lives
 
-    if decision.session.status == Session.Status.ACTIVE:
-        session_set_status(session=decision.session, status=Session.Status.PAUSED)
+    with contextlib.suppress(ConflictError):  # no longer active: nothing to pause
+        session_set_status(session=decision.session, status=Session.Status.PAUSED, only_from=(Session.Status.ACTIVE,))
 
 
 def _label(decision: Decision, option: str) -> str:

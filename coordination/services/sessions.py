@@ -9,6 +9,7 @@ from ..events import EventDraft, event_record
 from ..exceptions import ConflictError, DomainError
 from ..inputs import SessionInputSerializer, validate_input
 from ..models import CoordinationEvent, Session
+from . import locks
 from .workspaces import workspace_prepare
 
 E = CoordinationEvent.Type
@@ -81,8 +82,8 @@ def session_update(*, session: Session, user=None, **changes) -> Session:
     data = validate_input(SessionInputSerializer, {**current, **changes})
     changes = {key: data[key] for key in changes}
     now = timezone.now()
-    with transaction.atomic():
-        session = Session.objects.select_for_update().get(pk=session.pk)
+    with locks.atomic():
+        session = locks.session(session.pk)
         if session.status in CLOSED_SESSIONS:
             raise ConflictError(f"session is {session.status}", field="session")
         changed = sorted(key for key, value in changes.items() if getattr(session, key) != value)

@@ -18,6 +18,7 @@ from ..events import EventDraft, event_record, events_record, participants
 from ..exceptions import ConflictError, DomainError
 from ..inputs import AgentUpdateInputSerializer, SpawnInputSerializer, WorkInputSerializer, validate_input
 from ..models import CoordinationEvent, Decision, Session, Task, TaskAttempt, Workflow, http_url
+from . import locks
 from .flow import FlowBatch, batch_flush, task_for_step
 from .workspaces import workspace_prepare
 
@@ -163,9 +164,10 @@ def _with_estimate(data: dict) -> WorkSpec:
 def work_submit(*, session: Session, work: WorkSpec, user=None) -> Workflow:
     """Start a workflow of `work.pattern` in `session`; its first task is ready at once."""
     work = _validate_work(work)
-    if session.status in (Session.Status.COMPLETED, Session.Status.FAILED):
-        raise ConflictError(f"session is {session.status}", field="session")
-    with transaction.atomic():
+    with locks.atomic():
+        status = locks.session_status_shared(session.pk)  # held to commit: no close slips in meanwhile
+        if status in (Session.Status.COMPLETED, Session.Status.FAILED):
+            raise ConflictError(f"session is {status}", field="session")
         return _submit(session=session, work=work, user=user, now=timezone.now())
 
 
@@ -235,8 +237,8 @@ def _agent_event(agent: Agent, type_: str, message: str, **data) -> None:
 
 def agent_pause(*, agent: Agent, user=None, reason: str = "") -> Agent:
     """Stop giving the agent new work; what it runs now finishes."""
-    with transaction.atomic():
-        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    with locks.atomic():
+        agent = locks.agent(agent.pk)
         if agent.status == Agent.Status.PAUSED:
             raise ConflictError("agent is already paused", field="status")
         agent.status = Agent.Status.PAUSED
@@ -247,8 +249,8 @@ def agent_pause(*, agent: Agent, user=None, reason: str = "") -> Agent:
 
 
 def agent_resume(*, agent: Agent, user=None) -> Agent:
-    with transaction.atomic():
-        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    with locks.atomic():
+        agent = locks.agent(agent.pk)
         if agent.status not in (Agent.Status.PAUSED, Agent.Status.OFFLINE, Agent.Status.ERROR):
             raise ConflictError(f"agent is {agent.status}, not paused", field="status")
         agent.status = Agent.Status.BUSY if agent.active_tasks else Agent.Status.IDLE
@@ -263,13 +265,10 @@ def agent_restart(*, agent: Agent, user=None) -> Agent:
     """Hand the agent's running tasks back to the queue and bring it back idle."""
     from .dispatch import tasks_release
 
-    with transaction.atomic():
-        tasks = list(
-            Task.objects.select_for_update(of=("self",))
-            .filter(agent=agent, status=Task.Status.RUNNING)
-            .select_related("workflow", "agent")
-            .order_by("id")
-        )
+    with locks.atomic():
+        running = Task.objects.filter(agent=agent, status=Task.Status.RUNNING).values_list("pk", flat=True)
+        locked = locks.tasks(running, related=("workflow", "agent")).values()
+        tasks = [t for t in locked if t.status == Task.Status.RUNNING and t.agent_id == agent.pk]
         if tasks:
             tasks_release(
                 tasks=tasks,
@@ -278,7 +277,7 @@ def agent_restart(*, agent: Agent, user=None) -> Agent:
                 reason="agent restarted by an operator",
                 offline=False,
             )
-        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        agent = locks.agent(agent.pk)
         agent.status = Agent.Status.IDLE
         agent.active_tasks = 0
         agent.status_reason = ""
@@ -300,8 +299,8 @@ def agent_update(*, agent: Agent, user=None, **changes) -> Agent:
     if unknown:
         raise DomainError("cannot be changed here", field=sorted(unknown)[0])
     changes = validate_input(AgentUpdateInputSerializer, changes)
-    with transaction.atomic():
-        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    with locks.atomic():
+        agent = locks.agent(agent.pk)
         runtime = changes.get("runtime", agent.runtime)
         if "runtime" in changes or "runtime_config" in changes:
             try:
@@ -337,8 +336,8 @@ def agent_name_taken(session_id: int | None, name: str) -> bool:
 def task_retry(*, task: Task, user=None) -> Task:
     """Run a failed or blocked task again with fresh attempts."""
     now = timezone.now()
-    with transaction.atomic():
-        task = Task.objects.select_for_update(of=("self",)).select_related("workflow").get(pk=task.pk)
+    with locks.atomic():
+        task = locks.task(task.pk)
         if task.status not in (Task.Status.FAILED, Task.Status.BLOCKED, Task.Status.CANCELLED):
             raise ConflictError(
                 f"only failed, blocked or cancelled tasks can be retried; this one is {task.status}", field="status"
@@ -350,7 +349,7 @@ def task_retry(*, task: Task, user=None) -> Task:
         task.not_before = None
         task.ready_at = now
         task.save(update_fields=["status", "max_attempts", "not_before", "ready_at"])
-        workflow = task.workflow
+        workflow = locks.workflow(task.workflow_id)
         if workflow.status != Workflow.Status.RUNNING:
             workflow.status = Workflow.Status.RUNNING
             workflow.completed_at = None
@@ -370,20 +369,31 @@ def task_retry(*, task: Task, user=None) -> Task:
 
 
 def task_cancel(*, task: Task, user=None, reason: str = "") -> Task:
-    """Cancel a task that has not finished, and the workflow it belongs to."""
+    """Cancel a task that has not finished, and the workflow it belongs to.
+
+    Locks in the project's order (services/locks.py): the workflow's unfinished
+    tasks, their open decisions, the agent, the workflow; statuses are read on the locked rows.
+    """
     now = timezone.now()
-    with transaction.atomic():
-        task = Task.objects.select_for_update(of=("self",)).select_related("workflow").get(pk=task.pk)
+    with locks.atomic():
+        workflow_id = Task.objects.values_list("workflow_id", flat=True).get(pk=task.pk)
+        open_ids = Task.objects.filter(workflow_id=workflow_id).exclude(status__in=Task.FINISHED_STATUSES)
+        locked = locks.tasks([task.pk, *open_ids.values_list("pk", flat=True)], related=())
+        task = locked[task.pk]
         if task.is_finished:
             raise ConflictError(f"task is already {task.status}", field="status")
+        open_decisions = Decision.objects.filter(task_id=task.pk, status=Decision.Status.OPEN)
+        decisions = locks.decisions(open_decisions.values_list("pk", flat=True))
         was_running = task.status == Task.Status.RUNNING
+        agent = locks.agent(task.agent_id) if was_running and task.agent_id else None
+        workflow = locks.workflow(workflow_id)
+        task.workflow = workflow
         task.status = Task.Status.CANCELLED
         task.finished_at = now
         task.lease_owner = None
         task.lease_expires_at = None
         task.save(update_fields=["status", "finished_at", "lease_owner", "lease_expires_at"])
-        if was_running and task.agent_id:
-            agent = Agent.objects.select_for_update().get(pk=task.agent_id)
+        if agent is not None:
             agent.active_tasks = max(0, agent.active_tasks - 1)
             if agent.active_tasks == 0 and agent.status == Agent.Status.BUSY:
                 agent.status = Agent.Status.IDLE
@@ -391,12 +401,14 @@ def task_cancel(*, task: Task, user=None, reason: str = "") -> Task:
             TaskAttempt.objects.filter(task=task, status=TaskAttempt.Status.RUNNING).update(
                 status=TaskAttempt.Status.FAILED, finished_at=now, summary="cancelled"
             )
-        task.decisions.filter(status=Decision.Status.OPEN).update(status=Decision.Status.CANCELLED)
-        workflow = task.workflow
+        Decision.objects.filter(pk__in=[d.pk for d in decisions.values() if d.status == Decision.Status.OPEN]).update(
+            status=Decision.Status.CANCELLED
+        )
         if workflow.status in Workflow.OPEN_STATUSES:
             workflow.status = Workflow.Status.CANCELLED
             workflow.completed_at = now
             workflow.save(update_fields=["status", "completed_at"])
+            # The workflow's waiting tasks were locked above.
             Task.objects.filter(workflow=workflow, status__in=[Task.Status.READY, Task.Status.BLOCKED]).update(
                 status=Task.Status.CANCELLED, finished_at=now
             )
@@ -423,14 +435,21 @@ def task_cancel(*, task: Task, user=None, reason: str = "") -> Task:
     return task
 
 
-def session_set_status(*, session: Session, status: str, user=None) -> Session:
-    """Pause, resume or close a session; a paused session's agents take no new work."""
+def session_set_status(
+    *, session: Session, status: str, user=None, only_from: tuple[str, ...] | None = None, action: str = ""
+) -> Session:
+    """Pause, resume or close a session; a paused session's agents take no new work.
+
+    With `only_from`, the move happens only from those statuses, read on the locked row (409 otherwise).
+    """
     if status not in Session.Status.values:
         raise DomainError(f"unknown status {status!r}", field="status")
     now = timezone.now()
-    with transaction.atomic():
-        session = Session.objects.select_for_update().get(pk=session.pk)
+    with locks.atomic():
+        session = locks.session(session.pk)
         previous = session.status
+        if only_from is not None and previous not in only_from:
+            raise ConflictError(f"cannot {action or 'move'} a session that is {previous}", field="status")
         session.status = status
         if status in (Session.Status.COMPLETED, Session.Status.FAILED):
             session.completed_at = now

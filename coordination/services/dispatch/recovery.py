@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -13,6 +12,7 @@ from agents.models import Agent
 
 from ...events import EventDraft, participant, participants
 from ...models import CoordinationEvent, CoordinatorInstance, Task, TaskAttempt
+from .. import locks
 from ..flow import FlowBatch, decision_draft
 from .store import store
 
@@ -23,7 +23,7 @@ def tasks_reclaim_expired(*, now=None, limit: int = 500) -> int:
     """Take back tasks whose lease ran out or whose daemon is known dead or stopped, and hand them on."""
     now = now or timezone.now()
     gone = [CoordinatorInstance.Status.DEAD, CoordinatorInstance.Status.STOPPED]
-    with transaction.atomic():
+    with locks.atomic():
         tasks = list(
             Task.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=Task.Status.RUNNING)
@@ -51,7 +51,7 @@ def agents_reclaim_dead(*, now=None, limit: int = 100) -> int:
     stale_ids = list(Agent.objects.stale(before=cutoff).order_by("id").values_list("pk", flat=True)[:limit])
     if not stale_ids:
         return 0
-    with transaction.atomic():
+    with locks.atomic():
         # Lock order: tasks before agents, like every other writer.
         tasks = list(
             Task.objects.select_for_update(skip_locked=True, of=("self",))
@@ -91,7 +91,7 @@ def tasks_hand_back(*, instance: CoordinatorInstance, task_ids: list[int], reaso
     if not task_ids:
         return 0
     now = now or timezone.now()
-    with transaction.atomic():
+    with locks.atomic():
         tasks = list(
             Task.objects.select_for_update(of=("self",))
             .filter(pk__in=task_ids, lease_owner=instance, status=Task.Status.RUNNING)

@@ -16,6 +16,7 @@ from agents.runtimes import Outcome, RuntimeResult
 from ...events import EventDraft, one_publish, participants
 from ...evidence import failure_evidence
 from ...models import CoordinationEvent, CoordinatorInstance, Task, Workflow
+from .. import locks
 from ..flow import FlowBatch, decision_draft, move_apply
 from .claims import Claim, tasks_claim
 from .store import store
@@ -42,7 +43,7 @@ def tasks_apply_and_claim(
     is written; the caller may retry both separately.
     """
     now = now or timezone.now()
-    with transaction.atomic(), one_publish():
+    with locks.atomic(), one_publish():
         counts = task_results_apply(instance=instance, finished=finished, now=now)
         claims = tasks_claim(instance=instance, limit=limit, now=now)
     return counts, claims

@@ -19,6 +19,7 @@ from agents.models import Agent
 
 from ...events import EventDraft, events_record
 from ...models import Session, Task, TaskAttempt, Workflow
+from .. import locks
 from ..flow import WORKFLOW_FIELDS, FlowBatch, batch_flush
 from . import sql
 
@@ -157,17 +158,11 @@ class OrmStore:
 
     def results_tasks(self, task_ids: list[int]) -> dict[int, Task]:
         """The tasks of `task_ids` with their workflows, locked in id order."""
-        return {
-            t.pk: t
-            for t in Task.objects.select_for_update(of=("self",))
-            .filter(pk__in=task_ids)
-            .select_related("workflow")
-            .order_by("id")
-        }
+        return locks.tasks(task_ids, related=("workflow",))
 
     def agents_locked(self, agent_ids: list[int]) -> dict[int, Agent]:
         """The agents of `agent_ids`, locked in id order."""
-        return {a.pk: a for a in Agent.objects.select_for_update().filter(pk__in=agent_ids).order_by("id")}
+        return locks.agents(agent_ids)
 
     def results_write(
         self,
@@ -243,9 +238,11 @@ class PgStore(OrmStore):
         sql.writes_run(writes, drafts, now=now)
 
     def results_tasks(self, task_ids: list[int]) -> dict[int, Task]:
+        locks.taken("task")
         return sql.tasks_locked_with_workflows(task_ids)
 
     def agents_locked(self, agent_ids: list[int]) -> dict[int, Agent]:
+        locks.taken("agent")
         return sql.models_locked(Agent, agent_ids)
 
     def results_write(self, *, attempts, outcomes, tasks, agents, batch, now) -> None:
