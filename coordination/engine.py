@@ -110,7 +110,8 @@ class Engine:
         self.in_flight: dict[tuple[int, int], InFlight] = {}
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hive-runtime")
         self.housekeeping_interval = housekeeping_interval
-        self.renew_interval = max(1.0, settings.HIVE["LEASE_SECONDS"] / 3)
+        # Renewals keep the leases and the working agents' heartbeats: faster than either runs out.
+        self.renew_interval = max(1.0, min(settings.HIVE["LEASE_SECONDS"], settings.HIVE["HEARTBEAT_TIMEOUT"]) / 3)
         self._last_housekeeping = float("-inf")
         self.retention = DailyPrune(owner=f"coordinator {self.instance.name} (#{self.instance.pk})")
         self._last_renew = time.monotonic()

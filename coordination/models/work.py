@@ -178,7 +178,12 @@ class Task(models.Model):
     pair_agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="paired_tasks")
     # Fencing token: a result is applied only if it carries the current attempt.
     attempt = models.PositiveIntegerField(default=0)
-    max_attempts = models.PositiveSmallIntegerField(default=3)
+    # Attempts whose runtime reported a failure. Retries stop when failures reach max_attempts; an
+    # attempt lost with its daemon or agent (reclaimed) or handed back is not the task's failure.
+    failures = models.PositiveSmallIntegerField(default=0, db_default=0)
+    max_attempts = models.PositiveSmallIntegerField(
+        default=3, help_text="Failed attempts allowed before a human decides."
+    )
     lease_owner = models.ForeignKey(
         "CoordinatorInstance", null=True, blank=True, on_delete=models.SET_NULL, related_name="leased_tasks"
     )

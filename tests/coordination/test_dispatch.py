@@ -14,7 +14,7 @@ from django.utils import timezone
 from agents.models import Agent
 from agents.runtimes import Outcome, RuntimeResult
 from coordination.events import event_payload
-from coordination.models import CoordinationEvent, CoordinatorInstance, Decision, Task, TaskAttempt
+from coordination.models import CoordinationEvent, CoordinatorInstance, Task, TaskAttempt
 from coordination.services import MemberSpec, WorkSpec, team_spawn, work_submit
 from coordination.services import dispatch as d
 
@@ -244,20 +244,6 @@ def test_dead_agent_is_repaired(db, workspace):
     assert agent.active_tasks == 0 and agent.status == Agent.Status.IDLE
     assert Task.objects.get(pk=claim.task_id).status == Task.Status.READY
     assert len(events("task_reclaimed")) == 1
-    assert_counters_match_running_tasks()
-
-
-def test_retries_exhausted_after_reclaims_raise_a_decision(db, workspace, settings):
-    settings.HIVE = {**settings.HIVE, "MAX_ATTEMPTS": 2}
-    session = spawn(workspace)
-    submit(session, 1)
-    instance = coordinator("a")
-    for _ in range(2):
-        [claim] = d.tasks_claim(instance=instance, limit=1)
-        d.tasks_reclaim_expired(now=timezone.now() + timedelta(hours=1))
-    task = Task.objects.get(pk=claim.task_id)
-    assert task.status == Task.Status.BLOCKED
-    assert Decision.objects.get(task=task).kind == "retries_exhausted"
     assert_counters_match_running_tasks()
 
 

@@ -50,15 +50,19 @@ class Daemons:
         self.logs = logs
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
-    def start(self, name: str, *extra: str) -> subprocess.Popen:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "HIVE_LEASE_SECONDS": str(LEASE_SECONDS),
-            "HIVE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
-            "HIVE_TEAM_CONFIG": "",
-            "PYTHONUNBUFFERED": "1",
-        }
+    def start(self, name: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        overrides, env = (
+            env or {},
+            {
+                **os.environ,
+                "DATABASE_URL": database_url(),
+                "HIVE_LEASE_SECONDS": str(LEASE_SECONDS),
+                "HIVE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
+                "HIVE_TEAM_CONFIG": "",
+                "PYTHONUNBUFFERED": "1",
+            },
+        )
+        env.update(overrides)
         log = (self.logs / f"{name}.log").open("w")
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "run_coordinator", "--no-autospawn", "--name", name, "--interval", "0.1"]
@@ -214,6 +218,51 @@ def test_killed_daemon_work_is_reclaimed_and_completed_once(daemons, tmp_path):
     assert list(workflow.tasks.order_by("id").values_list("step", "status")) == [
         ("start", "completed"),
         ("finish", "completed"),
+    ]
+    assert_each_task_done_exactly_once()
+    assert_agents_settled()
+
+
+def test_a_dead_daemon_s_work_comes_back_at_heartbeat_timeout_not_lease_expiry(daemons, tmp_path):
+    session = team_spawn(name="Dead", workspace=str(tmp_path / "ws"), members=[scripted("dev-a", duration=4)])
+    long_lease = {"HIVE_LEASE_SECONDS": "120", "HIVE_HEARTBEAT_TIMEOUT": "3"}
+    daemons.start("victim", env=long_lease)
+    wait_for(running_daemons(1), timeout=60, what="the first daemon to start", daemons=daemons)
+    daemons.start("rescuer", env=long_lease)
+    wait_for(running_daemons(2), timeout=60, what="the rescuer to start", daemons=daemons)
+    workflow = work_submit(session=session, work=WorkSpec(title="Outlive a daemon", pattern="conflict_resolution"))
+    wait_for(
+        lambda: TaskAttempt.objects.filter(task__workflow=workflow).exists(),
+        timeout=30,
+        what="the task to be assigned",
+        daemons=daemons,
+    )
+    attempt = TaskAttempt.objects.select_related("coordinator").get(task__workflow=workflow)
+    holder = dict(daemons.procs)[attempt.coordinator.name]
+    killed_at = time.monotonic()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    reclaimed = wait_for(
+        lambda: CoordinationEvent.objects.filter(type="task_reclaimed", workflow=workflow).first(),
+        timeout=60,
+        what="the survivor to reclaim the dead daemon's task",
+        daemons=daemons,
+    )
+    # Within heartbeat timeout plus a housekeeping round or two, far from the 120 s lease.
+    assert time.monotonic() - killed_at < 30
+    assert f"coordinator {attempt.coordinator.name} stopped responding" in reclaimed.message
+    assert CoordinationEvent.objects.filter(type="coordinator_dead").count() == 1
+    wait_for(
+        lambda: Workflow.objects.filter(pk=workflow.pk, status="completed").exists(),
+        timeout=60,
+        what="the workflow to complete",
+        daemons=daemons,
+    )
+    task = workflow.tasks.get()
+    assert task.failures == 0  # the daemon's death was not the task's failure
+    assert list(TaskAttempt.objects.filter(task=task).order_by("number").values_list("status", flat=True)) == [
+        "reclaimed",
+        "succeeded",
     ]
     assert_each_task_done_exactly_once()
     assert_agents_settled()

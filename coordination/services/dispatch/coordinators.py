@@ -15,6 +15,7 @@ from agents.models import Agent
 
 from ...events import EventDraft, event_record, events_record
 from ...models import CoordinationEvent, CoordinatorInstance, Session
+from .recovery import tasks_reclaim_orphaned
 
 E = CoordinationEvent.Type
 Status = CoordinatorInstance.Status
@@ -73,12 +74,17 @@ def coordinator_stopping(*, instance: CoordinatorInstance) -> None:
 
 
 def coordinators_mark_dead(*, now=None) -> int:
-    """Declare dead the daemons whose heartbeat is older than HEARTBEAT_TIMEOUT, one event each."""
+    """Declare dead the daemons whose heartbeat is older than HEARTBEAT_TIMEOUT, one event each.
+
+    Their running tasks are reclaimed and their agents freed at once (tasks_reclaim_orphaned),
+    without waiting for the leases to run out.
+    """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.HIVE["HEARTBEAT_TIMEOUT"])
     with transaction.atomic():
+        # NO KEY: a claim writing lease_owner (a foreign key share lock on this row) never waits on it.
         silent = list(
-            CoordinatorInstance.objects.select_for_update(skip_locked=True)
+            CoordinatorInstance.objects.select_for_update(skip_locked=True, no_key=True)
             .filter(status__in=[Status.RUNNING, Status.STOPPING], heartbeat_at__lt=cutoff)
             .order_by("id")
         )
@@ -101,6 +107,8 @@ def coordinators_mark_dead(*, now=None) -> int:
             ],
             now=now,
         )
+    for coordinator in silent:  # committed first: a reclaim never holds the coordinator rows
+        tasks_reclaim_orphaned(coordinator=coordinator, now=now)
     return len(silent)
 
 

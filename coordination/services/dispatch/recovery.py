@@ -17,6 +17,9 @@ from ..flow import FlowBatch, decision_draft
 from .store import store
 
 E = CoordinationEvent.Type
+# Reclaims of one task (its daemon or agent died under it) before a human is asked: a task that keeps
+# taking its daemon down with it must not loop for ever. Failures count apart (Task.failures).
+RECLAIM_LIMIT = 10
 
 
 def tasks_reclaim_expired(*, now=None, limit: int = 500) -> int:
@@ -35,6 +38,26 @@ def tasks_reclaim_expired(*, now=None, limit: int = 500) -> int:
             return 0
         tasks_release(
             tasks=tasks, now=now, attempt_status=TaskAttempt.Status.RECLAIMED, reason="lease expired", offline=True
+        )
+    return len(tasks)
+
+
+def tasks_reclaim_orphaned(*, coordinator: CoordinatorInstance, now=None, limit: int = 500) -> int:
+    """Take back at once the running tasks of a daemon known dead, freeing their agents."""
+    now = now or timezone.now()
+    with locks.atomic():
+        tasks = list(
+            Task.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=Task.Status.RUNNING, lease_owner_id=coordinator.pk)
+            .select_related("workflow", "agent")
+            .order_by("id")[:limit]
+        )
+        tasks_release(
+            tasks=tasks,
+            now=now,
+            attempt_status=TaskAttempt.Status.RECLAIMED,
+            reason=f"coordinator {coordinator.name} stopped responding",
+            offline=True,
         )
     return len(tasks)
 
@@ -145,7 +168,7 @@ def tasks_release(*, tasks: list[Task], now, attempt_status: str, reason: str, o
                 **base,
             )
         )
-        if offline and task.attempt >= task.max_attempts:
+        if offline and task.attempt - task.failures >= RECLAIM_LIMIT:
             task.status = Task.Status.BLOCKED
             decision_draft(
                 task=task,
@@ -153,7 +176,7 @@ def tasks_release(*, tasks: list[Task], now, attempt_status: str, reason: str, o
                 kind="retries_exhausted",
                 now=now,
                 batch=batch,
-                facts={"attempts": task.attempt, "error": reason},
+                facts={"attempts": task.attempt, "error": f"lost {task.attempt - task.failures} times: {reason}"},
             )
         else:
             task.status = Task.Status.READY

@@ -225,8 +225,9 @@ def _retry_or_escalate(*, task, workflow, agent, result, now, batch: FlowBatch, 
         )
     )
     task.outcome = str(result.outcome)
-    if task.attempt < task.max_attempts:
-        delay = settings.HIVE["RETRY_BACKOFF"] * (2 ** (task.attempt - 1))
+    task.failures += 1  # reclaimed attempts are not counted: only what the runtime reported as failed
+    if task.failures < task.max_attempts:
+        delay = settings.HIVE["RETRY_BACKOFF"] * (2 ** (task.failures - 1))
         task.status = Task.Status.READY
         task.ready_at = now
         task.not_before = now + timedelta(seconds=delay)
@@ -234,8 +235,13 @@ def _retry_or_escalate(*, task, workflow, agent, result, now, batch: FlowBatch, 
             EventDraft(
                 type=E.TASK_RETRY_SCHEDULED,
                 message=f"“{task.title}” will be retried in {delay:.0f} s "
-                f"(attempt {task.attempt + 1} of {task.max_attempts})",
-                collaboration_data={"attempt": task.attempt + 1, "delay_s": delay},
+                f"(failed {task.failures} of {task.max_attempts} allowed times)",
+                collaboration_data={
+                    "attempt": task.attempt + 1,
+                    "failures": task.failures,
+                    "max_attempts": task.max_attempts,
+                    "delay_s": delay,
+                },
                 **base,
             )
         )
@@ -248,7 +254,7 @@ def _retry_or_escalate(*, task, workflow, agent, result, now, batch: FlowBatch, 
         kind="retries_exhausted",
         now=now,
         batch=batch,
-        facts={"attempts": task.attempt, "error": evidence[:120], "evidence": evidence},
+        facts={"attempts": task.failures, "error": evidence[:120], "evidence": evidence},
     )
     return "escalated"
 

@@ -36,6 +36,7 @@ TASK_CLAIM_FIELDS = [
 ]
 TASK_RESULT_FIELDS = [
     "status",
+    "failures",
     "outcome",
     "result",
     "error",
