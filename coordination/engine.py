@@ -100,6 +100,8 @@ class Engine:
         self.concurrency = concurrency
         # How many tasks may be leased at once: the pool plus a queue of ready work.
         self.max_in_flight = max(claim_batch or concurrency, 1)
+        # With other daemons live, at most this daemon's fair share (coordinators_fair_share); None: no cap.
+        self.fair_share: int | None = None
         self.instance = instance or dispatch.coordinator_register(concurrency=concurrency, name=name)
         self.stopping = threading.Event()  # set once shutdown begins: claim nothing more
         self.wake = threading.Event()  # set when a result arrives or on stop
@@ -161,7 +163,7 @@ class Engine:
             dispatch.Finished(task_id=key[0], attempt=key[1], result=entry.result)  # type: ignore[arg-type]
             for key, entry in done
         ]
-        free = self.max_in_flight - len(self.in_flight) + len(done)
+        free = self.claim_cap() - len(self.in_flight) + len(done)
         try:
             counts, claims = dispatch.tasks_apply_and_claim(instance=self.instance, finished=finished, limit=free)
         except Exception:
@@ -187,6 +189,7 @@ class Engine:
         # Read at most once per housekeeping interval; waffle caches it as well.
         self.paused = waffle.switch_is_active(PAUSED_SWITCH)
         dispatch.coordinators_mark_dead()
+        self.fair_share = dispatch.coordinators_fair_share()
         report.reclaimed = dispatch.tasks_reclaim_expired() + dispatch.agents_reclaim_dead()
         report.expired_decisions = decisions_expire()
         self.retention.step()  # daily event retention when HIVE_EVENT_RETENTION_DAYS is set; never raises
@@ -201,8 +204,12 @@ class Engine:
                 logger.warning("Lost the lease on task %s attempt %s; stopping its runtime", task_id, attempt)
                 entry.cancel.set()
 
+    def claim_cap(self) -> int:
+        """Tasks this daemon may hold at once: its batch, or its fair share when that is smaller."""
+        return self.max_in_flight if self.fair_share is None else min(self.max_in_flight, self.fair_share)
+
     def _claim(self) -> int:
-        free = self.max_in_flight - len(self.in_flight)
+        free = self.claim_cap() - len(self.in_flight)
         if free <= 0:
             return 0
         claims = dispatch.tasks_claim(instance=self.instance, limit=free)
@@ -288,7 +295,7 @@ class Engine:
                 on_tick(report)
             if failed or report.reclaimed or self._has_results():
                 continue
-            if report.claimed and len(self.in_flight) < self.max_in_flight and not self.paused:
+            if report.claimed and len(self.in_flight) < self.claim_cap() and not self.paused:
                 continue  # there may be more to claim
             self.wake.wait(interval)
             if self.in_flight and not stop.is_set():

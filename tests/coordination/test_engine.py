@@ -480,3 +480,29 @@ def test_a_failing_claim_in_the_combined_tick_loses_no_result(workspace, engines
     workflow.refresh_from_db()
     assert workflow.status == Workflow.Status.COMPLETED
     assert_counters_match_running_tasks()
+
+
+def test_live_daemons_split_the_agents_by_default(workspace, engines):
+    session = spawn(workspace, *[member(name=f"dev-{i}", duration_s=30) for i in range(10)])
+    for i in range(20):
+        submit(session, f"Job {i}")
+    first = engines(concurrency=10, claim_batch=10)
+    second = engines(concurrency=10, claim_batch=10)
+    third_gone = d.coordinator_register(concurrency=4, name="silent")
+    CoordinatorInstance.objects.filter(pk=third_gone.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    first.tick()
+    # Two live daemons, 20 ready tasks and 10 agent slots: ceil(min(20, 10) / 2) = 5 each.
+    assert first.fair_share == 5 and len(first.in_flight) == 5
+    second.tick()
+    assert len(second.in_flight) == 5
+    assert Task.objects.filter(status=Task.Status.RUNNING).count() == 10
+    assert_counters_match_running_tasks()
+
+
+def test_a_daemon_alone_claims_its_whole_batch(workspace, engines):
+    session = spawn(workspace, *[member(name=f"dev-{i}", duration_s=30) for i in range(4)])
+    for i in range(6):
+        submit(session, f"Job {i}")
+    alone = engines(concurrency=4, claim_batch=4)
+    alone.tick()
+    assert alone.fair_share is None and len(alone.in_flight) == 4

@@ -17,6 +17,7 @@ from .coordinators import (
     coordinator_register,
     coordinator_stop,
     coordinator_stopping,
+    coordinators_fair_share,
     coordinators_mark_dead,
 )
 from .leases import tasks_lease_renew
@@ -31,6 +32,7 @@ __all__ = [
     "coordinator_register",
     "coordinator_stop",
     "coordinator_stopping",
+    "coordinators_fair_share",
     "coordinators_mark_dead",
     "task_results_apply",
     "tasks_apply_and_claim",

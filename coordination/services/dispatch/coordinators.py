@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Sum, Value, When
 from django.utils import timezone
 
 from agents.models import Agent
 
 from ...events import EventDraft, event_record, events_record
-from ...models import CoordinationEvent, CoordinatorInstance, Session
+from ...models import CoordinationEvent, CoordinatorInstance, Session, Task
 from .recovery import tasks_reclaim_orphaned
 
 E = CoordinationEvent.Type
@@ -110,6 +111,29 @@ def coordinators_mark_dead(*, now=None) -> int:
     for coordinator in silent:  # committed first: a reclaim never holds the coordinator rows
         tasks_reclaim_orphaned(coordinator=coordinator, now=now)
     return len(silent)
+
+
+def coordinators_fair_share(*, now=None) -> int | None:
+    """How many tasks one daemon may hold at once so that the live daemons split the work.
+
+    ceil(work / live daemons), where work is what can run at once: the tasks ready
+    or running, at most the agent slots of active sessions. None when one daemon
+    (or none) is live: it may take everything. A daemon claims up to the smaller of
+    this share and its own batch, so a second daemon finds agents to lease instead
+    of the first one leasing every agent it frees again in the same transaction.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.HIVE["HEARTBEAT_TIMEOUT"])
+    live = CoordinatorInstance.objects.filter(status=Status.RUNNING, heartbeat_at__gte=cutoff).count()
+    if live <= 1:
+        return None
+    slots = (
+        Agent.objects.filter(session__status=Session.Status.ACTIVE, status__in=[Agent.Status.IDLE, Agent.Status.BUSY])
+        .aggregate(n=Sum("concurrency"))["n"]
+        or 0
+    )
+    work = Task.objects.filter(status__in=[Task.Status.READY, Task.Status.RUNNING]).count()
+    return max(1, math.ceil(min(work, slots) / live))
 
 
 def coordinator_stop(*, instance: CoordinatorInstance, reason: str = "shutdown") -> None:
