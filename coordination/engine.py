@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import waffle
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from agents.runtimes import Outcome, RuntimeResult, build_runtime
 
@@ -26,12 +26,18 @@ from .services import dispatch
 from .services.decisions import decisions_expire
 from .services.retention import DailyPrune
 from .signals import housekeeping
+from .spool import ResultSpool, orphaned_spools
 
 logger = logging.getLogger(__name__)
 
 PAUSED_SWITCH = "coordination_paused"
 # Consecutive failures of one batch of results before they are applied one by one.
 APPLY_RETRIES = 3
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (not a bad result)."""
+    return isinstance(exc, (OperationalError, InterfaceError))
 
 
 @dataclass
@@ -115,6 +121,8 @@ class Engine:
         # Renewals keep the leases and the working agents' heartbeats: faster than either runs out.
         self.renew_interval = max(1.0, min(settings.HIVE["LEASE_SECONDS"], settings.HIVE["HEARTBEAT_TIMEOUT"]) / 3)
         self._last_housekeeping = float("-inf")
+        # Finished results the database could not take yet, also on disk (coordination/spool.py).
+        self.spool = ResultSpool(self.instance.pk)
         self.retention = DailyPrune(owner=f"coordinator {self.instance.name} (#{self.instance.pk})")
         self._last_renew = time.monotonic()
         self._apply_failures = 0
@@ -172,6 +180,7 @@ class Engine:
             return None
         for key, _ in done:
             self.in_flight.pop(key, None)
+        self.spool.applied([key for key, _ in done])
         self.processed += len(done)
         self._start(claims)
         return counts, len(claims)
@@ -186,6 +195,7 @@ class Engine:
     def _housekeeping(self, report: TickReport) -> None:
         dispatch.coordinator_heartbeat(instance=self.instance, processed=self.processed, tick_ms=self.last_tick_ms)
         self.processed = 0
+        self._apply_orphaned_spools()
         # Read at most once per housekeeping interval; waffle caches it as well.
         self.paused = waffle.switch_is_active(PAUSED_SWITCH)
         dispatch.coordinators_mark_dead()
@@ -244,7 +254,11 @@ class Engine:
         ]
         try:
             counts = dispatch.task_results_apply(instance=self.instance, finished=finished)
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc):
+                # Finished work is kept, in memory and on disk, until the database takes it.
+                self.spool.keep({key: entry.result for key, entry in done})
+                raise
             self._apply_failures += 1
             if self._apply_failures < APPLY_RETRIES:
                 raise
@@ -254,16 +268,33 @@ class Engine:
                 try:
                     for kind, n in dispatch.task_results_apply(instance=self.instance, finished=[item]).items():
                         counts[kind] = counts.get(kind, 0) + n
-                except Exception:
+                except Exception as exc:
+                    if database_unavailable(exc):
+                        self.spool.keep({k: e.result for k, e in done if k in self.in_flight})
+                        raise
                     logger.exception("Dropping the result of task %s attempt %s; its lease will expire", *key)
                 self.in_flight.pop(key, None)
+                self.spool.applied([key])
             self._apply_failures = 0
             return counts
         self._apply_failures = 0
         for key, _ in done:
             self.in_flight.pop(key, None)
+        self.spool.applied([key for key, _ in done])
         self.processed += len(done)
         return counts
+
+    def _apply_orphaned_spools(self) -> None:
+        """Apply the results a daemon that died during a database outage left on disk (fenced as always)."""
+        for coordinator_id, results, release in orphaned_spools(exclude=self.instance.pk):
+            finished = [dispatch.Finished(task_id=t, attempt=a, result=r) for (t, a), r in results.items()]
+            try:
+                counts = dispatch.task_results_apply(instance=CoordinatorInstance(pk=coordinator_id), finished=finished)
+            except Exception:
+                release(False)
+                raise
+            release(True)
+            logger.warning("Applied %d result(s) kept by coordinator #%s: %s", len(finished), coordinator_id, counts)
 
     # --- the loop ------------------------------------------------------------
 
@@ -342,5 +373,6 @@ class Engine:
             self.in_flight.clear()
         # Runtimes were told to stop; their results belong to handed-back attempts and are dropped.
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.spool.close()
         dispatch.coordinator_stop(instance=self.instance, reason=reason)
         return handed_back
