@@ -22,7 +22,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from agents.runtimes import Outcome, RuntimeResult, build_runtime
 
 from .models import CoordinatorInstance
-from .services import dispatch
+from .services import deliveries, dispatch
 from .services.decisions import decisions_expire
 from .services.retention import DailyPrune
 from .signals import housekeeping
@@ -70,11 +70,17 @@ def switch_enabled(name: str, *, default: bool) -> bool:
     return default if switch.pk is None else bool(switch.active)
 
 
-def run_claim(claim: dispatch.Claim, cancel: threading.Event) -> RuntimeResult:
+def run_claim(
+    claim: dispatch.Claim, cancel: threading.Event, plan: deliveries.AttemptPlan | None = None
+) -> RuntimeResult:
     """Execute one claimed task; never raises (a crash is a recorded failure)."""
     started = time.monotonic()
     try:
-        return build_runtime(claim.runtime, claim.runtime_config).run(claim.context, cancel=cancel)
+        runtime = build_runtime(claim.runtime, claim.runtime_config)
+        if plan is None:
+            return runtime.run(claim.context, cancel=cancel)
+        # a code session's attempt runs in its own worktree and its claim is verified (deliveries)
+        return deliveries.attempt_run(plan=plan, ctx=claim.context, run=lambda ctx: runtime.run(ctx, cancel=cancel))
     except Exception as exc:  # a broken runtime must not take the daemon down
         logger.exception("Runtime %s crashed on task %s", claim.runtime, claim.task_id)
         return RuntimeResult(
@@ -231,7 +237,13 @@ class Engine:
             entry = InFlight(claim=claim)
             key = (claim.task_id, claim.attempt)
             self.in_flight[key] = entry
-            future = self.pool.submit(run_claim, claim, entry.cancel)
+            # read here, on the loop's connection: worker threads touch the database only for code sessions
+            plan = (
+                deliveries.attempt_plan(task_id=claim.task_id, attempt=claim.attempt)
+                if deliveries.code_sessions_exist()
+                else None
+            )
+            future = self.pool.submit(run_claim, claim, entry.cancel, plan)
             future.add_done_callback(lambda f, key=key: self._done(key, f))
 
     def _done(self, key: tuple[int, int], future: Future) -> None:
