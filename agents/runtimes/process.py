@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,14 +52,21 @@ def _load_prctl() -> Callable[..., int] | None:
 _PRCTL = _load_prctl()
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
-    """A preexec function: SIGKILL this child when the thread that started it dies (Linux only)."""
+# The group's leader when the death signal is available: a shell that runs the program in the background and,
+# when its parent dies (PR_SET_PDEATHSIG delivers SIGUSR1), kills the whole group. The death signal alone
+# would reach only the leader; grandchildren (`sh -c "sleep 5; git commit"`) would live on.
+FENCE_SCRIPT = 'trap "kill -9 0" USR1; "$@" & child=$!; wait "$child"; exit $?'
+FENCE_SHELL = "/bin/sh"
+
+
+def _die_with_parent(parent_pid: int, *, signum: int) -> Callable[[], None] | None:
+    """A preexec function: signal this child when the thread that started it dies (Linux only)."""
     if _PRCTL is None:
         return None
     prctl = _PRCTL
 
     def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
         # the parent may have died before prctl took effect; then nobody would signal us
         if os.getppid() != parent_pid:
             os._exit(137)
@@ -67,17 +75,35 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
 
 
 def popen_fenced(argv: list[str], **kwargs: Any) -> subprocess.Popen:
-    """Start `argv` as the leader of its own process group, set to die with the daemon.
+    """Start `argv` in its own process group, which dies with the daemon (Linux).
 
-    PR_SET_PDEATHSIG fires when the starting *thread* exits: start from a thread that waits for the child.
+    The leader is a small shell that kills the whole group when the daemon's starting *thread* exits
+    (PR_SET_PDEATHSIG): start from a thread that waits for the child. A missing or non-executable
+    program raises FileNotFoundError or PermissionError here, as Popen does.
     """
+    preexec = _die_with_parent(os.getpid(), signum=signal.SIGUSR1)
+    if preexec is None or not os.access(FENCE_SHELL, os.X_OK):
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, process_group=0, **kwargs)
+    _check_executable(argv[0], env=kwargs.get("env"), cwd=kwargs.get("cwd"))
     return subprocess.Popen(
-        argv,
+        [FENCE_SHELL, "-c", FENCE_SCRIPT, "hive-fence", *argv],
         stdin=subprocess.DEVNULL,
         process_group=0,
-        preexec_fn=_die_with_parent(os.getpid()),
+        preexec_fn=preexec,
         **kwargs,
     )
+
+
+def _check_executable(program: str, *, env: dict | None, cwd: str | None) -> None:
+    if "/" in program:
+        path = program if os.path.isabs(program) else os.path.join(cwd or os.getcwd(), program)
+    else:
+        search = (env if env is not None else os.environ).get("PATH", os.defpath)
+        path = shutil.which(program, path=search) or ""
+    if not path or not os.path.exists(path):
+        raise FileNotFoundError(2, "No such file or directory", program)
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        raise PermissionError(13, "Permission denied", program)
 
 
 def kill_process_group(*, pgid: int, marker: str) -> bool:

@@ -209,10 +209,11 @@ def worktree_add(clone: Clone, *, name: str, branch: str, start: str) -> Worktre
     with clone_lock(clone):
         _worktree_discard(clone, path=path, branch=branch)
         recycled = _pool_take(clone, path=path)
-        if not recycled:
-            target = ["--no-track", "-b", branch] if branch else ["--detach"]
-            git("worktree", "add", "--quiet", *target, str(path), start, cwd=clone.path)
-    if recycled:
+    if not recycled:
+        # a full checkout takes long: outside the lock (git locks the new branch and worktree record itself)
+        target = ["--no-track", "-b", branch] if branch else ["--detach"]
+        git("worktree", "add", "--quiet", *target, str(path), start, cwd=clone.path)
+    else:
         try:
             target = ["--no-track", "-B", branch, start] if branch else ["--detach", start]
             git("checkout", "--quiet", "--force", *target, cwd=path)

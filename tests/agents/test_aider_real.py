@@ -120,5 +120,5 @@ def test_aider_edits_the_file_in_the_attempt_worktree(aider_bin, stub_model, tmp
     assert (worktree / "app" / "views.py").read_text() == 'def hello():\n    return "hello from aider"\n'
     assert requests and requests[0]["path"].endswith("/chat/completions")
     prompt = json.dumps(requests[0]["body"]["messages"])
-    assert "Greet from aider" in prompt and "return \\\"hi\\\"" in prompt
+    assert "Greet from aider" in prompt and 'return \\"hi\\"' in prompt
     assert result.tokens_in > 0 and result.tokens_out > 0
