@@ -184,6 +184,8 @@ def attempt_run(*, plan: AttemptPlan, ctx: TaskContext, run) -> RuntimeResult:
         return RuntimeResult(outcome=Outcome.FAILURE, error=f"could not prepare the worktree: {exc}"[:2000])
     try:
         result = run(attempt_context(plan, ctx, worktree))
+        # the runtime waited for its process group: nothing is left to fence
+        TaskAttempt.objects.filter(task_id=task_id, number=attempt).update(pgid=None)
         if result.outcome != Outcome.SUCCESS:
             return result
         return attempt_conclude(plan, clone=clone, worktree=worktree, result=result)
@@ -354,8 +356,19 @@ def workflow_advance(plan: AttemptPlan, *, clone: Clone, head: str, base: str) -
     return True, ""
 
 
+_fence_checked = {"at": float("-inf")}
+FENCE_EVERY_S = 10.0
+
+
 def attempts_fence_reclaimed(*, limit: int = 100) -> int:
-    """Kill the process groups of this host's attempts that no longer run (reclaimed, handed back, finished)."""
+    """Kill the process groups of this host's attempts that no longer run (reclaimed or handed back).
+
+    A finished attempt clears its group id itself, so only attempts cut short keep one; checked every few seconds.
+    """
+    now = time.monotonic()
+    if now - _fence_checked["at"] < FENCE_EVERY_S:
+        return 0
+    _fence_checked["at"] = now
     stale = list(
         TaskAttempt.objects.filter(host=HOST, pgid__isnull=False)
         .exclude(status=TaskAttempt.Status.RUNNING)
