@@ -233,17 +233,13 @@ class Engine:
         return len(claims)
 
     def _start(self, claims: list[dispatch.Claim]) -> None:
+        # read here, on the loop's connection, in one query: worker threads touch the database only for code sessions
+        plans = deliveries.attempt_plans(claims=[(claim.task_id, claim.attempt) for claim in claims])
         for claim in claims:
             entry = InFlight(claim=claim)
             key = (claim.task_id, claim.attempt)
             self.in_flight[key] = entry
-            # read here, on the loop's connection: worker threads touch the database only for code sessions
-            plan = (
-                deliveries.attempt_plan(task_id=claim.task_id, attempt=claim.attempt)
-                if deliveries.code_sessions_exist()
-                else None
-            )
-            future = self.pool.submit(run_claim, claim, entry.cancel, plan)
+            future = self.pool.submit(run_claim, claim, entry.cancel, plans.get(claim.task_id))
             future.add_done_callback(lambda f, key=key: self._done(key, f))
 
     def _done(self, key: tuple[int, int], future: Future) -> None:

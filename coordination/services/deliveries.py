@@ -110,12 +110,24 @@ class AttemptPlan:
         return attempt_marker(task_id=self.task_id, attempt=self.attempt)
 
 
+def attempt_plans(*, claims: list[tuple[int, int]]) -> dict[int, AttemptPlan]:
+    """Plans of the claimed (task, attempt) pairs whose session has a repository, in one query; others are absent."""
+    attempts = dict(claims)
+    if not attempts:
+        return {}
+    tasks = Task.objects.filter(pk__in=list(attempts), session__repository__gt="").select_related(
+        "workflow__session", "agent"
+    )
+    return {task.pk: _plan(task, attempt=attempts[task.pk]) for task in tasks}
+
+
 def attempt_plan(*, task_id: int, attempt: int) -> AttemptPlan | None:
     """The plan of a code session's attempt; None for a session without a repository."""
-    task = Task.objects.select_related("workflow__session", "agent").get(pk=task_id)
+    return attempt_plans(claims=[(task_id, attempt)]).get(task_id)
+
+
+def _plan(task: Task, *, attempt: int) -> AttemptPlan:
     workflow, session = task.workflow, task.workflow.session
-    if not session.repository:
-        return None
     prefix = session.branch_prefix
     return AttemptPlan(
         task_id=task.pk,
