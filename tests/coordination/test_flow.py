@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
+from django.conf import settings
 from waffle.testutils import override_switch
 
 from coordination.exceptions import ConflictError, DomainError
@@ -254,9 +257,21 @@ def test_a_workflow_without_a_repository_is_delivered_when_it_completes_once(cre
     assert workflow.delivered_at == workflow.completed_at
 
 
-def test_a_workflow_of_a_code_session_is_not_delivered_by_completing(crew, drive):
-    type(crew).objects.filter(pk=crew.pk).update(repository="/srv/shop.git")
+# a code session's attempts run in worktrees, written from the engine's worker threads: committed data needed
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"), reason="needs PostgreSQL (concurrent writers)"
+)
+def test_a_workflow_of_a_code_session_is_not_delivered_by_completing(crew, drive, tmp_path):
+    repository = tmp_path / "shop"
+    repository.mkdir()
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", str(repository)], check=True)
+    subprocess.run(["git", *identity, "commit", "-q", "--allow-empty", "-m", "start"], cwd=repository, check=True)
+    type(crew).objects.filter(pk=crew.pk).update(repository=str(repository))
     workflow = work_submit(session=crew, work=WorkSpec(title="Code", pattern="code_review_cycle", estimate_hours=2))
+    # the scripted developer changes no file: say so, or the coordinator rejects its claim
+    Workflow.objects.filter(pk=workflow.pk).update(expects_change=False)
     drive()
     workflow.refresh_from_db()
     assert workflow.completed_at is not None
