@@ -298,10 +298,14 @@ class Engine:
             finished = [dispatch.Finished(task_id=t, attempt=a, result=r) for (t, a), r in results.items()]
             try:
                 counts = dispatch.task_results_apply(instance=CoordinatorInstance(pk=coordinator_id), finished=finished)
-            except Exception:
-                release(False)
-                raise
-            release(True)
+            except Exception as exc:
+                if database_unavailable(exc):
+                    release("retry")
+                    raise
+                logger.exception("Results kept by coordinator #%s cannot be applied; set aside", coordinator_id)
+                release("failed")
+                continue
+            release("applied")
             logger.warning("Applied %d result(s) kept by coordinator #%s: %s", len(finished), coordinator_id, counts)
 
     # --- the loop ------------------------------------------------------------

@@ -107,8 +107,10 @@ class ResultSpool:
 def orphaned_spools(*, exclude: int, directory: Path | None = None):
     """Spool files no live daemon holds: yields (coordinator id, {(task, attempt): result}, release).
 
-    The caller applies the results, then calls `release(done)`; with done=True the
-    file is removed. The file stays locked in between.
+    The caller applies the results, then calls `release(outcome)`: "applied" removes
+    the file, "failed" sets it aside as .failed (for an operator to read), "retry"
+    keeps it for the next round. The file stays locked in between. A file that cannot
+    be read is set aside as well, so one bad file never stops a daemon.
     """
     directory = directory or spool_dir()
     for path in sorted(directory.glob("results-*.jsonl")):
@@ -124,16 +126,24 @@ def orphaned_spools(*, exclude: int, directory: Path | None = None):
         except OSError:
             handle.close()  # its daemon is alive and owns it
             continue
-        results = {}
-        for line in handle:
-            if line.strip():
-                data = json.loads(line)
-                results[(int(data["task"]), int(data["attempt"]))] = result_load(data["result"])
 
-        def release(done: bool, path=path, handle=handle) -> None:
-            if done:
+        def release(outcome: str, path=path, handle=handle) -> None:
+            if outcome == "applied":
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+            elif outcome == "failed":
+                path.rename(path.with_suffix(".failed"))
             handle.close()
+
+        results = {}
+        try:
+            for line in handle:
+                if line.strip():
+                    data = json.loads(line)
+                    results[(int(data["task"]), int(data["attempt"]))] = result_load(data["result"])
+        except (ValueError, KeyError, TypeError):
+            logger.exception("Kept results in %s cannot be read; set aside as .failed", path)
+            release("failed")
+            continue
 
         yield coordinator_id, results, release

@@ -99,3 +99,16 @@ def test_a_new_daemon_applies_what_a_dead_one_kept_on_disk_fenced(workspace, eng
     assert lost_task.result.get("summary") != "kept"  # its attempt lost the fence: rejected, not applied
     assert CoordinationEvent.objects.filter(type="task_result_rejected", task=lost_task).count() == 1
     assert not spool.path.exists()
+
+
+def test_an_unreadable_spool_file_is_set_aside_and_never_stops_the_daemon(workspace, engines):  # noqa: F811
+    spool_dir().mkdir(parents=True, exist_ok=True)
+    bad = spool_dir() / "results-987654.jsonl"
+    bad.write_text("{not json\n")
+    try:
+        report = engines(housekeeping_interval=0).tick()
+        assert report.claimed == 0
+        assert not bad.exists() and bad.with_suffix(".failed").exists()
+    finally:
+        bad.with_suffix(".failed").unlink(missing_ok=True)
+        bad.unlink(missing_ok=True)
