@@ -242,6 +242,8 @@ def capture(url: str, out: Path, session_id: int) -> list[Path]:
             p.click("button:has-text('Spawn team')")
             p.wait_for_selector(".field-errors")
 
+        shoot(page, "report", f"/reports/?period=7d&session={session_id}")
+        shots.append(report_pdf_page(out / "report-pdf.png", session_id))
         shoot(page, "spawn-team", "/teams/new/", before=invalid_spawn)
         shoot(page, "submit-work", f"/work/new/?session={session_id}")
         context.close()
@@ -251,6 +253,25 @@ def capture(url: str, out: Path, session_id: int) -> list[Path]:
         context.close()
         browser.close()
     return shots
+
+
+def report_pdf_page(target: Path, session_id: int) -> Path:
+    """The first page of the session's report PDF (printed by the server's Chromium), as a PNG via pdftoppm."""
+    from coordination.models import Session
+    from reports.inputs import parse_period
+    from reports.views import report_pdf_bytes
+
+    if not shutil.which("pdftoppm"):
+        raise SystemExit("pdftoppm (Debian's poppler-utils) is needed to picture the report PDF")
+    period = parse_period({"period": "7d", "session": str(Session.objects.get(pk=session_id).pk)})
+    pdf = target.with_suffix(".pdf")
+    pdf.write_bytes(report_pdf_bytes(period))
+    try:
+        argv = ["pdftoppm", "-png", "-r", "70", "-f", "1", "-l", "1", "-singlefile"]
+        subprocess.run([*argv, str(pdf), str(target.parent / target.stem)], check=True)
+    finally:
+        pdf.unlink()
+    return target
 
 
 def main() -> None:
