@@ -3,46 +3,17 @@
 from __future__ import annotations
 
 import io
-from datetime import timedelta
-from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 from pypdf import PdfReader
 
-from coordination.models import Task, Workflow
+from tests.reports.factories import delivered_workflow
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def delivered(session, title: str) -> Workflow:
-    now = timezone.now()
-    workflow = Workflow.objects.create(
-        session=session,
-        pattern="feature_delivery",
-        title=title,
-        status=Workflow.Status.COMPLETED,
-        human_estimate_hours=Decimal("6"),
-        completed_at=now,
-        delivered_at=now,
-    )
-    Task.objects.create(
-        workflow=workflow,
-        session=session,
-        step="implement",
-        role="developer",
-        title=title,
-        status=Task.Status.COMPLETED,
-        outcome="success",
-        cost_usd=Decimal("0.42"),
-        started_at=now - timedelta(minutes=20),
-        finished_at=now,
-    )
-    return workflow
-
-
 def test_report_prints_without_navigation_and_becomes_a_pdf(new_page, operator, crew):
-    delivered(crew, "Coupon codes")
+    delivered_workflow(crew, title="Coupon codes", hours="6", delivered_days_ago=0, cost="0.42")
     page = new_page(operator)
     page.goto("/")
     page.click("nav >> text=Reports")

@@ -13,84 +13,19 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from coordination.models import Decision, Task, Workflow
+from coordination.models import Decision, Workflow
 from metrics import value as metrics_value
 from reports.exports import report_csv
 from reports.inputs import parse_period
 from reports.selectors import delivery_report
+from tests.reports.factories import delivered_workflow
 
 pytestmark = pytest.mark.django_db
 
 
-def _workflow(
-    session,
-    *,
-    title,
-    hours,
-    delivered_days_ago=None,
-    status=Workflow.Status.COMPLETED,
-    cost="1.50",
-    reviews=("success",),
-    tests=("success",),
-):
-    now = timezone.now()
-    delivered = now - timedelta(days=delivered_days_ago) if delivered_days_ago is not None else None
-    workflow = Workflow.objects.create(
-        session=session,
-        pattern="feature_delivery",
-        title=title,
-        status=status,
-        human_estimate_hours=Decimal(hours),
-        completed_at=delivered or now,
-        delivered_at=delivered,
-    )
-    finished = delivered or now
-    started = finished - timedelta(minutes=30)
-    Task.objects.create(
-        workflow=workflow,
-        session=session,
-        step="implement",
-        role="developer",
-        title=title,
-        status=Task.Status.COMPLETED,
-        outcome="success",
-        cost_usd=Decimal(cost),
-        tokens_in=100,
-        tokens_out=50,
-        started_at=started,
-        finished_at=finished,
-    )
-    for outcome in reviews:
-        Task.objects.create(
-            workflow=workflow,
-            session=session,
-            step="review",
-            role="reviewer",
-            title=title,
-            status=Task.Status.COMPLETED,
-            outcome=outcome,
-            started_at=started,
-            finished_at=finished,
-        )
-    for outcome in tests:
-        status_ = Task.Status.COMPLETED if outcome == "success" else Task.Status.FAILED
-        Task.objects.create(
-            workflow=workflow,
-            session=session,
-            step="test",
-            role="tester",
-            title=title,
-            status=status_,
-            outcome=outcome,
-            started_at=started,
-            finished_at=finished,
-        )
-    return workflow
-
-
 @pytest.fixture
 def history(crew):
-    delivered = _workflow(
+    delivered = delivered_workflow(
         crew,
         title="Coupons",
         hours="10",
@@ -98,9 +33,9 @@ def history(crew):
         reviews=("changes_requested", "success"),
         tests=("failure", "success"),
     )
-    second = _workflow(crew, title="Search", hours="4", delivered_days_ago=3)
-    old = _workflow(crew, title="Old work", hours="8", delivered_days_ago=40)
-    abandoned = _workflow(crew, title="Dropped", hours="6", status=Workflow.Status.CANCELLED)
+    second = delivered_workflow(crew, title="Search", hours="4", delivered_days_ago=3)
+    old = delivered_workflow(crew, title="Old work", hours="8", delivered_days_ago=40)
+    abandoned = delivered_workflow(crew, title="Dropped", hours="6", status=Workflow.Status.CANCELLED)
     return {"delivered": delivered, "second": second, "old": old, "abandoned": abandoned}
 
 
