@@ -169,7 +169,12 @@ def attempt_prepare(plan: AttemptPlan) -> tuple[Clone, Worktree]:
 
 
 def attempt_context(plan: AttemptPlan, ctx: TaskContext, worktree: Worktree) -> TaskContext:
-    """The runtime's context: its workspace is the worktree; its process group is recorded for fencing."""
+    """The runtime's context: its workspace is the worktree; its process group is recorded for fencing.
+
+    `base_sha` (HIVE_BASE_SHA) is the workflow's base, so `git diff $HIVE_BASE_SHA` in the worktree is the
+    whole change under review, not just this attempt's part of it.
+    """
+    workflow_base = Workflow.objects.filter(pk=plan.workflow_id).values_list("base_sha", flat=True).first()
 
     def record_group(pgid: int) -> None:
         TaskAttempt.objects.filter(task_id=plan.task_id, number=plan.attempt).update(pgid=pgid, host=HOST)
@@ -178,7 +183,7 @@ def attempt_context(plan: AttemptPlan, ctx: TaskContext, worktree: Worktree) -> 
         ctx,
         workspace=str(worktree.path),
         branch=worktree.branch,
-        base_sha=worktree.base_sha,
+        base_sha=workflow_base or worktree.base_sha,
         on_process_start=record_group,
     )
 

@@ -176,3 +176,19 @@ def test_same_lines_conflict_goes_to_the_architect_then_a_developer_with_the_tar
     assert conflicted.delivered_at is not None, "\n".join(map(str, history))
     assert run_git("rev-list", "--count", f"{delivered.merge_commit}..{target}", cwd=user_repo) != "0"
     assert not Decision.objects.filter(workflow=conflicted).exists()
+
+
+def test_a_reviewer_sees_the_whole_change_against_the_workflows_base(workspace, user_repo, engines):
+    looks = MemberSpec(
+        role="reviewer",
+        name="rev-git",
+        runtime="command",
+        runtime_config={"argv": ["sh", "-c", 'git diff --name-only "$HIVE_BASE_SHA"']},
+    )
+    session = code_session(workspace, user_repo, developer("dev-a", WRITE_TITLE_FILE), looks)
+    workflow = submit(session, "gamma.txt", "from gamma")
+    deliver_all(engines())
+    review = Task.objects.get(workflow=workflow, step="review")
+    assert "gamma.txt" in review.result["output"]
+    workflow.refresh_from_db()
+    assert workflow.delivered_at is not None
