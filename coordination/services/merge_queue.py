@@ -28,6 +28,7 @@ from .deliveries import (
     attempts_fence_reclaimed,
     clone_for,
     code_sessions_exist,
+    keep_worktrees,
     worktrees_prune_at_start,
 )
 from .flow import FlowBatch, batch_flush, decision_draft, task_for_step
@@ -136,6 +137,7 @@ def workflow_merge(*, workflow: Workflow) -> bool:
             verify_commands=[list(command) for command in session.verify or []],
             message=f"Merge {workflow.branch}: {workflow.title}",
             worktree_name=f"merge-w{workflow.pk}",
+            keep_worktree=keep_worktrees(),
         )
     except GitError as exc:
         logger.warning("Merge of workflow %s failed: %s", workflow.pk, exc)

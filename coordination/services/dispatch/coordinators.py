@@ -128,8 +128,9 @@ def coordinators_fair_share(*, now=None) -> int | None:
     if live <= 1:
         return None
     slots = (
-        Agent.objects.filter(session__status=Session.Status.ACTIVE, status__in=[Agent.Status.IDLE, Agent.Status.BUSY])
-        .aggregate(n=Sum("concurrency"))["n"]
+        Agent.objects.filter(
+            session__status=Session.Status.ACTIVE, status__in=[Agent.Status.IDLE, Agent.Status.BUSY]
+        ).aggregate(n=Sum("concurrency"))["n"]
         or 0
     )
     work = Task.objects.filter(status__in=[Task.Status.READY, Task.Status.RUNNING]).count()
