@@ -25,6 +25,7 @@ from django.db import transaction
 
 from agents.models import Agent
 
+from .actors import current_actor
 from .models import CoordinationEvent
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,14 @@ class EventDraft:
     collaboration_data: dict = field(default_factory=dict)
     business_impact: dict = field(default_factory=dict)
     simulated: bool = False
+    # Who made the change; left empty, the actor of the context it is drafted in (coordination.actors).
+    actor: str = ""
+    actor_token: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.actor:
+            acting = current_actor()
+            self.actor, self.actor_token = acting.name, acting.token
 
     def to_model(self, *, now) -> CoordinationEvent:
         return CoordinationEvent(
@@ -81,6 +90,8 @@ class EventDraft:
             collaboration_data=self.collaboration_data,
             business_impact=self.business_impact,
             simulated=self.simulated,
+            actor=self.actor,
+            actor_token=self.actor_token,
             created_at=now,
         )
 
@@ -112,6 +123,8 @@ def event_payload(event: CoordinationEvent) -> dict[str, Any]:
         context=event.collaboration_data,
         business_impact=event.business_impact,
         simulated=event.simulated,
+        actor=event.actor,
+        actor_token=event.actor_token,
         created_at=event.created_at,
     )
 
@@ -130,12 +143,28 @@ def draft_payload(draft: EventDraft, *, pk: int, now) -> dict[str, Any]:
         context=draft.collaboration_data,
         business_impact=draft.business_impact,
         simulated=draft.simulated,
+        actor=draft.actor,
+        actor_token=draft.actor_token,
         created_at=now,
     )
 
 
 def _payload(
-    *, pk, type, message, session, workflow, task, agent, participants, context, business_impact, simulated, created_at
+    *,
+    pk,
+    type,
+    message,
+    session,
+    workflow,
+    task,
+    agent,
+    participants,
+    context,
+    business_impact,
+    simulated,
+    actor,
+    actor_token,
+    created_at,
 ) -> dict[str, Any]:
     return {
         "id": pk,
@@ -149,6 +178,8 @@ def _payload(
         "context": context,
         "businessImpact": business_impact,
         "simulated": simulated,
+        "actor": actor,
+        "actorToken": actor_token,
         "created_at": created_at.isoformat(),
     }
 

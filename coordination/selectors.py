@@ -228,13 +228,14 @@ def events_after(
     session: Session | int | None = None,
     types: str | Iterable[str] | None = None,
     agent: Agent | int | None = None,
+    actor: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 100,
 ) -> list[CoordinationEvent]:
     """Up to `limit` (1..1000) events with id > `after`, ascending id.
 
-    Filtering by session, type or agent walks the matching ``(x, id)`` cursor index;
+    Filtering by session, type, agent or actor walks the matching ``(x, id)`` cursor index;
     `since`/`until` bound created_at (inclusive / exclusive).
     """
     limit = max(1, min(int(limit), EVENT_LIMIT_MAX))
@@ -246,6 +247,8 @@ def events_after(
         queryset = queryset.filter(type=types[0]) if len(types) == 1 else queryset.filter(type__in=types)
     if agent is not None:
         queryset = queryset.filter(agent=agent)
+    if actor:
+        queryset = queryset.filter(actor=actor)
     if since is not None:
         queryset = queryset.filter(created_at__gte=since)
     if until is not None:

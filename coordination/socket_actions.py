@@ -31,6 +31,7 @@ from hive_project.signin import session_is_idle
 
 from . import inputs, services
 from .access.services import token_still_valid
+from .actors import acting
 from .api import serializers as s
 from .exceptions import DomainError
 from .models import ApiToken, Decision
@@ -125,7 +126,8 @@ def perform(*, action: str, content: dict, scope) -> dict:
             errors = {field: " ".join(str(m) for m in messages) for field, messages in serializer.errors.items()}
             raise ActionError(400, "invalid", "; ".join(f"{k}: {v}" for k, v in errors.items()), errors)
         try:
-            data = spec.run(serializer.validated_data, user)
+            with acting(user=user, auth=token if isinstance(token, ApiToken) else None):
+                data = spec.run(serializer.validated_data, user)
         except DomainError as exc:
             raise ActionError(exc.status_code, exc.code, exc.message, exc.errors) from None
         return {"type": "result", "action": action, "status": 200, "data": data}

@@ -209,6 +209,10 @@ class EventSerializer(serializers.Serializer):
     context = serializers.DictField()
     businessImpact = serializers.DictField()
     simulated = serializers.BooleanField()
+    actor = serializers.CharField(
+        allow_blank=True, help_text="Who made the change: a user name, or the coordinator daemon's name."
+    )
+    actorToken = serializers.CharField(allow_blank=True, help_text="The API token's name when the actor used one.")
     created_at = serializers.DateTimeField()
 
 

@@ -310,6 +310,11 @@ class EventQuerySerializer(serializers.Serializer):
         help_text="Event types; repeat the parameter or separate with commas.",
     )
     agent = serializers.IntegerField(min_value=0, required=False)
+    actor = serializers.CharField(
+        max_length=150,
+        required=False,
+        help_text="Who made the change: a user name (whatever token they used) or a coordinator daemon's name.",
+    )
     since = serializers.DateTimeField(required=False, help_text="created_at >= since")
     until = serializers.DateTimeField(required=False, help_text="created_at < until")
     limit = serializers.IntegerField(
@@ -340,6 +345,7 @@ class EventListView(APIView):
             session=query.get("session"),
             types=query.get("type"),
             agent=query.get("agent"),
+            actor=query.get("actor"),
             since=query.get("since"),
             until=query.get("until"),
             limit=query["limit"],

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ..actors import acting
 from ..exceptions import DomainError
 from ..inputs import WorkInputSerializer
 from ..jsonlimits import json_loads
@@ -125,22 +126,24 @@ class IntakeView(APIView):
         source = IntakeSource.objects.filter(slug=slug, active=True).select_related("session").first()
         if source is None:
             raise services.SourceNotFound(f"no active intake source {slug!r}", field="slug")
-        if source.kind == IntakeSource.Kind.GITHUB:
-            result = services.github_delivery_receive(
-                source=source,
-                event=request.headers.get("X-GitHub-Event", ""),
-                delivery_id=request.headers.get("X-GitHub-Delivery", ""),
-                signature=request.headers.get("X-Hub-Signature-256", ""),
-                body=_raw_body(request),
-                content_type=request.content_type or "",
-            )
-        else:
-            services.json_authenticate(source=source, token=_bearer(request))
-            body = _raw_body(request)
-            work = _json_work(source, body)
-            result = services.json_delivery_receive(
-                source=source, idempotency_key=request.headers.get("Idempotency-Key", ""), body=body, work=work
-            )
+        # What an intake changes is recorded as done by that intake, not by a person.
+        with acting(f"intake:{source.slug}"):
+            if source.kind == IntakeSource.Kind.GITHUB:
+                result = services.github_delivery_receive(
+                    source=source,
+                    event=request.headers.get("X-GitHub-Event", ""),
+                    delivery_id=request.headers.get("X-GitHub-Delivery", ""),
+                    signature=request.headers.get("X-Hub-Signature-256", ""),
+                    body=_raw_body(request),
+                    content_type=request.content_type or "",
+                )
+            else:
+                services.json_authenticate(source=source, token=_bearer(request))
+                body = _raw_body(request)
+                work = _json_work(source, body)
+                result = services.json_delivery_receive(
+                    source=source, idempotency_key=request.headers.get("Idempotency-Key", ""), body=body, work=work
+                )
         response = Response(result.body, status=result.status)
         if result.replayed:
             response["Idempotent-Replayed"] = "true"

@@ -72,6 +72,9 @@ class CoordinationEvent(models.Model):
         VALIDATION_STARTED = "validation_started", "Validation run started"
         VALIDATION_PROGRESS = "validation_progress", "Validation run progress"
         VALIDATION_FINISHED = "validation_finished", "Validation run finished"
+        ADMIN_ACTION = "admin_action", "Admin action"
+        TOKEN_ISSUED = "token_issued", "API token issued"
+        TOKEN_REVOKED = "token_revoked", "API token revoked"
         COORDINATOR_DEAD = "coordinator_dead", "Coordinator dead (heartbeat lost)"
         VERIFICATION_PASSED = "verification_passed", "Verification passed"
         VERIFICATION_FAILED = "verification_failed", "Verification failed"
@@ -100,6 +103,11 @@ class CoordinationEvent(models.Model):
     collaboration_data = models.JSONField(default=dict, blank=True)
     business_impact = models.JSONField(default=dict, blank=True)
     simulated = models.BooleanField(default=False)
+    # Who made the change: a user name, or the daemon's name for what the coordinator did
+    # (empty only for rows written before attribution). The API token's name when one was used.
+    # Database defaults too: the dispatcher's bulk INSERT names only the columns it fills.
+    actor = models.CharField(max_length=150, blank=True, default="", db_default="")
+    actor_token = models.CharField(max_length=100, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = CoordinationEventQuerySet.as_manager()
@@ -113,6 +121,8 @@ class CoordinationEvent(models.Model):
             models.Index(fields=["type", "id"], name="event_type_cursor_idx"),
             # Agent page: an agent's events after a cursor.
             models.Index(fields=["agent", "id"], name="event_agent_cursor_idx"),
+            # Audit trail: one actor's events after a cursor (API ?actor=, the session page's filter).
+            models.Index(fields=["actor", "id"], name="event_actor_cursor_idx"),
             # Metrics and time filters: events in a window.
             models.Index(fields=["created_at"], name="event_created_idx"),
         ]

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from coordination.actors import acting
 from coordination.exceptions import DomainError
-from coordination.management.base import require_migrated_database
+from coordination.management.base import add_actor_argument, command_actor, require_migrated_database
 from coordination.services import retention
 
 
@@ -27,6 +28,7 @@ class Command(BaseCommand):
             default=retention.BATCH,
             help=f"Events per transaction (default {retention.BATCH}).",
         )
+        add_actor_argument(parser)
 
     def handle(self, *args, **options):
         verbosity = options["verbosity"]
@@ -37,6 +39,7 @@ class Command(BaseCommand):
         if not 1 <= options["batch_size"] <= retention.BATCH_MAX:
             raise CommandError(f"--batch-size: must be between 1 and {retention.BATCH_MAX}")
         require_migrated_database()
+        actor, _ = command_actor(options)
         described = retention.describe_age(age)
 
         if options["dry_run"]:
@@ -60,13 +63,14 @@ class Command(BaseCommand):
                 self.stdout.write(f"  pruned {step.deleted} events (through id {step.run.pruned_through_id})")
 
         try:
-            run = retention.events_prune(
-                older_than=age,
-                archive=options["archive"],
-                batch=options["batch_size"],
-                owner=retention.default_owner("prune_events"),
-                on_batch=progress,
-            )
+            with acting(actor):
+                run = retention.events_prune(
+                    older_than=age,
+                    archive=options["archive"],
+                    batch=options["batch_size"],
+                    owner=retention.default_owner("prune_events"),
+                    on_batch=progress,
+                )
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         if not verbosity:

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from coordination.actors import acting
 from coordination.exceptions import DomainError
-from coordination.management.base import refusal, require_migrated_database
+from coordination.management.base import add_actor_argument, command_actor, refusal, require_migrated_database
 from coordination.models import Session
 from coordination.patterns import PATTERNS
 from coordination.services import WorkSpec, work_submit
@@ -20,9 +21,11 @@ class Command(BaseCommand):
         parser.add_argument("--priority", type=int, default=0)
         parser.add_argument("--estimate", default=None, help="Human hours the work would take (value metrics).")
         parser.add_argument("--file", action="append", default=[], dest="files", help="A file the work touches.")
+        add_actor_argument(parser)
 
     def handle(self, *args, **options):
         require_migrated_database()
+        actor, user = command_actor(options)
         ref = options["session"]
         if "\x00" in ref:
             raise CommandError("--session: must not contain NUL characters")
@@ -39,7 +42,8 @@ class Command(BaseCommand):
             files=options["files"],
         )
         try:
-            workflow = work_submit(session=session, work=work)
+            with acting(actor):
+                workflow = work_submit(session=session, work=work, user=user)
         except DomainError as exc:
             raise refusal(exc) from None
         self.stdout.write(self.style.SUCCESS(f"Workflow {workflow.pk} “{workflow.title}” submitted to {session.name}"))

@@ -88,6 +88,8 @@ EVENT_COLUMNS = (
     ("collaboration_data", "jsonb"),
     ("business_impact", "jsonb"),
     ("simulated", "boolean"),
+    ("actor", "varchar"),
+    ("actor_token", "varchar"),
 )
 _EVENT_NAMES = [name for name, _ in EVENT_COLUMNS]
 _EVENT_CASTS = [f"%b::{'text' if kind == 'jsonb' else kind}[]" for _, kind in EVENT_COLUMNS]
@@ -113,6 +115,8 @@ def _events_params(drafts: list[EventDraft], *, now) -> list:
         [dumps(d.collaboration_data) for d in drafts],
         [dumps(d.business_impact) for d in drafts],
         [d.simulated for d in drafts],
+        [d.actor for d in drafts],
+        [d.actor_token for d in drafts],
     ]
 
 
