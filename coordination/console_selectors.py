@@ -410,12 +410,19 @@ def recent_events(*, limit: int = 40) -> list[CoordinationEvent]:
 
 
 def session_events(
-    *, session: Session, type: str | None = None, agent: int | None = None, limit: int = 200
+    *,
+    session: Session,
+    type: str | None = None,
+    agent: int | None = None,
+    actor: str | None = None,
+    limit: int = 200,
 ) -> list[CoordinationEvent]:
-    """The newest events of a session, optionally of one type or one agent, newest first. One query."""
+    """The newest events of a session, optionally of one type, one agent or one actor, newest first. One query."""
     queryset = CoordinationEvent.objects.filter(session=session)
     if type:
         queryset = queryset.filter(type=type)
+    if actor:
+        queryset = queryset.filter(actor=actor)
     if agent:
         # Pair partners are participants, not the event's agent; JSON containment needs PostgreSQL.
         if _json_contains_supported():
@@ -423,6 +430,12 @@ def session_events(
         else:
             queryset = queryset.filter(agent_id=agent)
     return list(queryset.order_by("-id")[:limit])
+
+
+def session_actors(*, session: Session) -> list[str]:
+    """Who has changed this session (people and daemons), for the event log's filter. One query."""
+    rows = CoordinationEvent.objects.filter(session=session).exclude(actor="").values_list("actor", flat=True)
+    return sorted(set(rows.order_by().distinct()[:200]))
 
 
 def session_choices() -> list[tuple[int, str]]:

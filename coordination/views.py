@@ -31,6 +31,7 @@ from metrics import selectors as metrics_selectors
 from metrics.slo import slo_status
 
 from . import console_selectors, selectors, services
+from .actors import ACTOR_MAX_LENGTH
 from .exceptions import ConflictError, DomainError
 from .forms import AGENT_ACTIONS, AgentActionForm, DecisionAnswerForm, SpawnTeamForm, SubmitWorkForm
 from .models import CoordinationEvent, Decision, Session
@@ -192,8 +193,9 @@ def session_detail(request, pk: int):
     agent_id = int(agent_filter) if agent_filter.isdigit() else None
     if type_filter and type_filter not in CoordinationEvent.Type.values:
         type_filter = ""
+    actor_filter = request.GET.get("actor", "").strip()[:ACTOR_MAX_LENGTH]
     events = console_selectors.session_events(
-        session=session, type=type_filter or None, agent=agent_id, limit=EVENT_LOG_LIMIT
+        session=session, type=type_filter or None, agent=agent_id, actor=actor_filter or None, limit=EVENT_LOG_LIMIT
     )
     bounds = console_selectors.session_event_bounds(session=session)
     at = _replay_at(request, bounds)
@@ -205,6 +207,8 @@ def session_detail(request, pk: int):
         "agents": list(session.agents.order_by("role", "name")),
         "type_filter": type_filter,
         "agent_filter": agent_id,
+        "actors": console_selectors.session_actors(session=session),
+        "actor_filter": actor_filter,
         "bounds": {k: v for k, v in bounds.items() if k != "ids"},
         "replay_ids": bounds["ids"],
         "replay": console_selectors.replay_state(session=session, at=at),

@@ -14,10 +14,10 @@ from django.contrib import admin
 
 from ..access import admin as access
 from ..intake import admin as intake
-from . import agents, deliveries, records, sessions, work
+from . import agents, audit, deliveries, records, sessions, work
 
 admin.site.site_header = "Agent Hive operations"
 admin.site.site_title = "Agent Hive admin"
 admin.site.index_title = "Crew, coordination and value settings"
 
-__all__ = ["access", "agents", "deliveries", "intake", "records", "sessions", "work"]
+__all__ = ["access", "agents", "audit", "deliveries", "intake", "records", "sessions", "work"]

@@ -16,6 +16,7 @@ from django.utils.html import format_html
 
 from ..exceptions import DomainError
 from ..permissions import is_operator
+from .audit import admin_log_mirror_bulk
 
 # Colours of status badges; anything unlisted is grey.
 BADGE_COLOURS = {
@@ -96,6 +97,12 @@ class OperatorActionsMixin:
 
     def has_operate_permission(self, request) -> bool:
         return is_operator(request.user)
+
+    def log_deletions(self, request, queryset):
+        # Several deletions are logged with bulk_create, which sends no post_save to mirror them.
+        entries = super().log_deletions(request, queryset)
+        admin_log_mirror_bulk(entries)
+        return entries
 
 
 class ReadOnlyAdmin(OperatorActionsMixin, admin.ModelAdmin):

@@ -177,6 +177,8 @@
     }
     var session = feed.dataset.feedFilterSession;
     if (session && String(event.session) !== session) return false;
+    var actor = feed.dataset.feedFilterActor;
+    if (actor && event.actor !== actor) return false;
     return true;
   }
 
@@ -204,6 +206,14 @@
     time.dateTime = event.created_at;
     time.textContent = isNaN(created) ? "" : clock(created);
     meta.appendChild(time);
+    if (event.actor) {
+      meta.appendChild(document.createTextNode(" · "));
+      var who = document.createElement("span");
+      who.className = "ev-actor";
+      who.title = "who made this change";
+      who.textContent = event.actor + (event.actorToken ? " (token “" + event.actorToken + "”)" : "");
+      meta.appendChild(who);
+    }
     if (showSession && event.session) {
       meta.appendChild(document.createTextNode(" · "));
       var link = document.createElement("a");
