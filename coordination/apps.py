@@ -6,6 +6,9 @@ class CoordinationConfig(AppConfig):
     verbose_name = "Coordination"
 
     def ready(self):
+        # Secrets (token secrets, runtime configs' variables, passwords) never reach a log line.
+        from agents.redaction import install_log_redaction
+
         # Sign-in pins each console session's expiry (hive_project.signin's receiver).
         from hive_project import signin  # noqa: F401
 
@@ -14,3 +17,4 @@ class CoordinationConfig(AppConfig):
         from .signals import housekeeping
 
         housekeeping.connect(merge_runner.on_housekeeping, dispatch_uid="coordination.merge_queue")
+        install_log_redaction()

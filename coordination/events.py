@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 
 from agents.models import Agent
+from agents.redaction import redact, redact_text
 
 from .actors import current_actor
 from .models import CoordinationEvent
@@ -77,6 +78,10 @@ class EventDraft:
         if not self.actor:
             acting = current_actor()
             self.actor, self.actor_token = acting.name, acting.token
+        # Secrets never reach an event: whichever writer stores the draft, it stores these.
+        self.message = redact_text(self.message)
+        self.collaboration_data = redact(self.collaboration_data)
+        self.business_impact = redact(self.business_impact)
 
     def to_model(self, *, now) -> CoordinationEvent:
         return CoordinationEvent(

@@ -5,6 +5,7 @@ Pure Python with no Django model imports, so the coordinator can call runtimes f
 
 from __future__ import annotations
 
+from ..redaction import secrets_remember
 from .base import Outcome, Runtime, RuntimeConfigError, RuntimeResult, TaskContext
 from .command import CommandRuntime
 from .llm import LLMRuntime
@@ -47,7 +48,10 @@ def runtime_class_for(kind: str, config: dict | None) -> type[Runtime]:
 
 def validate_runtime_config(kind: str, config: dict | None) -> dict:
     """The normalised config for `kind`, or RuntimeConfigError naming every bad field."""
-    return runtime_class_for(kind, config).validate_config({} if config is None else config)
+    clean = runtime_class_for(kind, config).validate_config({} if config is None else config)
+    # The variables it names are secrets from now on: never written into events or logs.
+    secrets_remember(clean)
+    return clean
 
 
 def build_runtime(kind: str, config: dict | None) -> Runtime:

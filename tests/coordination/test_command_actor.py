@@ -78,3 +78,13 @@ def test_as_names_an_existing_operator(crew, viewer, name, message):
         call_command("submit_work", "Add search", "--session", str(crew.pk), "--as", name)
     assert _events_after(before) == []
     assert not crew.workflows.filter(title="Add search").exists()
+
+
+def test_issue_token_as_an_operator_records_who_issued_it_and_never_the_secret(viewer, operator, capsys):
+    call_command("issue_token", "viewer", "--name", "phone", "--as", "operator")
+    secret = capsys.readouterr().out.strip()
+    event = CoordinationEvent.objects.get(type=CoordinationEvent.Type.TOKEN_ISSUED)
+    assert event.actor == "operator"
+    assert event.collaboration_data["token_name"] == "phone"
+    assert viewer.auth_token_set.get().created_by == operator
+    assert secret and secret not in event.message + str(event.collaboration_data)

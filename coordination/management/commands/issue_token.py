@@ -14,8 +14,9 @@ from coordination.access.services import (
     token_issue,
     token_revoke,
 )
+from coordination.actors import acting
 from coordination.exceptions import DomainError
-from coordination.management.base import require_migrated_database
+from coordination.management.base import add_actor_argument, command_actor, require_migrated_database
 from coordination.models import ApiToken
 from coordination.permissions import is_operator
 
@@ -45,9 +46,11 @@ class Command(BaseCommand):
             "--rotate", action="store_true", help="Revoke the user's tokens with this name (they stop working at once)."
         )
         parser.add_argument("--dry-run", action="store_true", help="Say what would happen; change nothing.")
+        add_actor_argument(parser)
 
     def handle(self, *args, username: str, scope, expires, name: str, rotate: bool, dry_run: bool, **options):
         require_migrated_database()
+        actor, by = command_actor(options)
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"no user named {username!r}")
@@ -69,10 +72,10 @@ class Command(BaseCommand):
             self.stdout.write(what)
             return
         try:
-            with transaction.atomic():
+            with acting(actor), transaction.atomic():
                 for old in replaced:
-                    token_revoke(token=old)
-                token, secret = token_issue(user=user, name=name, scope=scope, lifetime=lifetime)
+                    token_revoke(token=old, by=by)
+                token, secret = token_issue(user=user, name=name, scope=scope, lifetime=lifetime, created_by=by)
         except DomainError as exc:
             raise CommandError(exc.message) from None
         if options["verbosity"] >= 1:
