@@ -8,6 +8,7 @@ threads never touch the database; the tick thread does all the writing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -21,6 +22,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 
 from agents.runtimes import Outcome, RuntimeResult, build_runtime
 
+from .actors import acting
 from .models import CoordinatorInstance
 from .services import deliveries, dispatch
 from .services.decisions import decisions_expire
@@ -97,6 +99,17 @@ def _housekeeping_receivers(*, instance: CoordinatorInstance) -> None:
             logger.error("Housekeeping receiver %r failed", receiver, exc_info=outcome)
 
 
+def _as_daemon(method):
+    """What the engine changes is recorded as done by its daemon (the events' actor is the instance's name)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with acting(self.instance.name):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Engine:
     """One daemon's worth of coordination; `tick()` is safe to call from tests."""
 
@@ -140,6 +153,7 @@ class Engine:
 
     # --- the tick ------------------------------------------------------------
 
+    @_as_daemon
     def tick(self) -> TickReport:
         started = time.monotonic()
         report = TickReport()
@@ -355,6 +369,7 @@ class Engine:
             if left <= 0 or not self.wake.wait(min(self.coalesce_s, left)):
                 return
 
+    @_as_daemon
     def drain(self, *, timeout: float) -> None:
         """Wait for in-flight work to finish and apply it (tests and --once)."""
         deadline = time.monotonic() + timeout
@@ -366,6 +381,7 @@ class Engine:
             self.wake.clear()
             self._apply_results()
 
+    @_as_daemon
     def shutdown(self, *, grace: float = 10.0, reason: str = "shutdown") -> int:
         """Stop claiming, let running work finish within `grace`, hand the rest back. Returns tasks handed back."""
         self.stopping.set()
