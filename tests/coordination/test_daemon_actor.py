@@ -34,4 +34,5 @@ def test_daemon_events_carry_the_daemon_name(crew, operator):
         CoordinationEvent.objects.filter(workflow=workflow, actor="hive-daemon-7").values_list("type", flat=True)
     )
     assert {E.TASK_ASSIGNED, E.TASK_COMPLETED, E.COLLABORATION_COMPLETED} <= daemon_types
+    assert CoordinationEvent.objects.get(type=E.COORDINATOR_STARTED).actor == "hive-daemon-7"
     assert CoordinationEvent.objects.get(type=E.COORDINATOR_STOPPED).actor == "hive-daemon-7"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from coordination.actors import acting
 from coordination.engine import Engine, switch_enabled
 from coordination.exceptions import DomainError
 from coordination.management.base import require_migrated_database
@@ -59,7 +62,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"Not spawning the team: switch “{AUTOSPAWN_SWITCH}” is off.")
         elif options["team"] and not options["no_autospawn"]:
             try:
-                session, created = team_ensure(load_team_file(options["team"]))
+                # The team the daemon brings up is its own doing: recorded under the name it registers with.
+                with acting(options["name"] or f"{socket.gethostname()}:{os.getpid()}"):
+                    session, created = team_ensure(load_team_file(options["team"]))
             except DomainError as exc:
                 raise CommandError(f"team config {options['team']}: {exc.message}") from exc
             if verbosity:

@@ -39,6 +39,7 @@ def coordinator_register(*, concurrency: int, name: str = "") -> CoordinatorInst
                 type=E.COORDINATOR_STARTED,
                 message=f"Coordinator {instance.name} started with {concurrency} workers",
                 collaboration_data={"coordinator": instance.pk, "concurrency": concurrency},
+                actor=instance.name,
             ),
             now=now,
         )
@@ -148,6 +149,7 @@ def coordinator_stop(*, instance: CoordinatorInstance, reason: str = "shutdown")
                 type=E.COORDINATOR_STOPPED,
                 message=f"Coordinator {instance.name} stopped ({reason})",
                 collaboration_data={"coordinator": instance.pk, "reason": reason},
+                actor=instance.name,
             ),
             now=now,
         )
