@@ -20,9 +20,7 @@ from knox.settings import CONSTANTS
 
 from agents.redaction import secret_values_remember
 
-from ..events import EventDraft, event_record
 from ..exceptions import ConflictError, DomainError
-from ..models import CoordinationEvent
 from ..permissions import is_operator
 from .models import ApiToken
 
@@ -110,14 +108,6 @@ def token_issue(
         token, secret = ApiToken.objects.create(user=user, expiry=lifetime, name=name, scope=scope, created_by=by)
         # This process never writes the secret into an event or a log line, even by mistake.
         secret_values_remember([secret])
-        event_record(
-            EventDraft(
-                type=CoordinationEvent.Type.TOKEN_ISSUED,
-                message=f"API token “{token.name}” ({token.scope}) issued for {user.get_username()}",
-                collaboration_data=_token_data(token, user),
-            ),
-            now=token.created,
-        )
     logger.info(
         "API token %r (%s) issued for %s by %s, expires %s",
         token.name,
@@ -139,14 +129,6 @@ def token_revoke(*, token: ApiToken, by=None) -> ApiToken:
         locked.revoked_at = now
         locked.revoked_by = by if by is not None and by.is_authenticated else None
         locked.save(update_fields=["revoked_at", "revoked_by"])
-        event_record(
-            EventDraft(
-                type=CoordinationEvent.Type.TOKEN_REVOKED,
-                message=f"API token “{locked.name}” of {locked.user.get_username()} revoked",
-                collaboration_data=_token_data(locked, locked.user),
-            ),
-            now=now,
-        )
     logger.info(
         "API token %r of %s revoked by %s",
         locked.name,
@@ -154,16 +136,6 @@ def token_revoke(*, token: ApiToken, by=None) -> ApiToken:
         locked.revoked_by.get_username() if locked.revoked_by else "a command",
     )
     return locked
-
-
-def _token_data(token: ApiToken, user) -> dict:
-    """What an event says about a token: never its secret or digest."""
-    return {
-        "token_name": token.name,
-        "scope": token.scope,
-        "user": user.get_username(),
-        "expires": token.expiry.isoformat() if token.expiry else None,
-    }
 
 
 def token_authenticate(*, secret: str, now=None) -> ApiToken:

@@ -73,8 +73,6 @@ class CoordinationEvent(models.Model):
         VALIDATION_PROGRESS = "validation_progress", "Validation run progress"
         VALIDATION_FINISHED = "validation_finished", "Validation run finished"
         ADMIN_ACTION = "admin_action", "Admin action"
-        TOKEN_ISSUED = "token_issued", "API token issued"
-        TOKEN_REVOKED = "token_revoked", "API token revoked"
         COORDINATOR_DEAD = "coordinator_dead", "Coordinator dead (heartbeat lost)"
         VERIFICATION_PASSED = "verification_passed", "Verification passed"
         VERIFICATION_FAILED = "verification_failed", "Verification failed"
