@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
+
 from .exceptions import DomainError
 from .inputs import SpawnInputSerializer, validate_input
 from .jsonlimits import JSONNestingError, json_loads
@@ -98,3 +100,12 @@ def team_ensure(config: dict) -> tuple[Session, bool]:
     if existing is not None:
         return existing, False
     return team_spawn_from_config(config), True
+
+
+DEFAULT_TEAM = {"name": "Default team", "goal": ""}
+
+
+def default_team_config() -> dict:
+    """The team an empty spawn request gets: HIVE_TEAM_CONFIG's file, else one scripted agent per role."""
+    path = settings.HIVE["TEAM_CONFIG"]
+    return load_team_file(path) if path else dict(DEFAULT_TEAM)

@@ -6,6 +6,10 @@ thread hand-offs per request; on two cores that tripled API latency under load.
 Here the whole request (middleware, view, response) runs in one worker thread
 through Django's WSGI handler, and the response is sent from the event loop.
 Responses are buffered: the console and API send small, complete bodies.
+
+Request bodies are capped at settings.DATA_UPLOAD_MAX_MEMORY_SIZE (HIVE_MAX_BODY_BYTES):
+a declared Content-Length over it, or a stream that grows past it, is answered 413 in
+the API's error shape at once, and the rest of the body is never read into memory.
 """
 
 from __future__ import annotations
@@ -13,10 +17,29 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
+import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
+
+from coordination.api.errors import too_large_body
+
+
+def body_limit() -> int | None:
+    """Largest request body accepted, in bytes (None: no limit)."""
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+def declared_length(scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 class SyncHTTPBridge:
@@ -38,17 +61,36 @@ class SyncHTTPBridge:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             raise ValueError(f"unsupported scope type {scope['type']!r}")
+        limit = body_limit()
+        if limit is not None and (declared_length(scope) or 0) > limit:
+            await self._refuse_too_large(send)
+            return
         body = bytearray()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
+            if limit is not None and len(body) > limit:
+                # Stop reading here: the server drops the rest with the connection.
+                await self._refuse_too_large(send)
+                return
             if not message.get("more_body"):
                 break
         loop = asyncio.get_running_loop()
         status, headers, content = await loop.run_in_executor(self.executor, self._respond, scope, bytes(body))
         await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    @staticmethod
+    async def _refuse_too_large(send) -> None:
+        content = json.dumps(too_large_body()).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(content)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
     def _respond(self, scope, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -145,6 +145,9 @@ CACHES = {
 }
 WAFFLE_CACHE_NAME = "switches"
 
+# Largest request body, in bytes: a larger one is answered 413 before it is read (hive_project.http_bridge).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("HIVE_MAX_BODY_BYTES", default=2_621_440)
+
 # --- Auth, i18n, static ---------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -185,7 +188,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "coordination.exceptions.api_exception_handler",
+    "EXCEPTION_HANDLER": "coordination.api.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

@@ -90,4 +90,16 @@ def runtime_config_per_runtime(result, generator, request, public):
     if spawn:
         spawn["properties"]["members"].update({"minItems": 1, "maxItems": MAX_TEAM_MEMBERS})
         spawn["properties"]["backlog"].update({"maxItems": MAX_BACKLOG_ITEMS})
+    _spawn_body_optional(result.get("paths", {}).get("/api/coordination/spawn", {}).get("post"))
     return result
+
+
+def _spawn_body_optional(operation: dict | None) -> None:
+    """No body, or `{}`, spawns the configured default team; any other body is a full spawn request."""
+    if not operation or "requestBody" not in operation:
+        return
+    body = operation["requestBody"]
+    body["required"] = False
+    for media in body.get("content", {}).values():
+        empty = {"type": "object", "maxProperties": 0, "description": "The configured default team."}
+        media["schema"] = {"oneOf": [media["schema"], empty]}

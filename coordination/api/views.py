@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.models import Agent
-from coordination import inputs, selectors, services
+from coordination import inputs, selectors, services, teamfile
 from coordination.events import event_payload
 from coordination.exceptions import CursorExpired, DomainError
 from coordination.models import CoordinationEvent, Decision, Session, Task, Workflow
@@ -68,7 +68,14 @@ class CoordinationSpawnView(APIView):
         tags=["coordination"],
     )
     def post(self, request: Request) -> Response:
-        """Spawn a team into a new session (default: one scripted agent per role), with an optional backlog."""
+        """Spawn a team into a new session (default: one scripted agent per role), with an optional backlog.
+
+        An empty body (or `{}`) spawns the configured default team: the team file named by
+        HIVE_TEAM_CONFIG, else "Default team" with one scripted agent per role.
+        """
+        if isinstance(request.data, dict) and not request.data:
+            session = teamfile.team_spawn_from_config(teamfile.default_team_config(), user=request.user)
+            return Response(team_payload(session), status=status.HTTP_201_CREATED)
         data = validated(inputs.SpawnInputSerializer, request.data)
         members = data.get("members")
         session = services.team_spawn(

@@ -122,7 +122,7 @@ def test_shell_script_placeholders_are_refused_by_the_api(operator_client, crew)
         {"session": crew.pk, "role": "developer", "runtime": "command", "runtime_config": config},
     )
     assert response.status_code == 400
-    assert "HIVE_TITLE" in response.json()["runtime_config.argv"][0]
+    assert "HIVE_TITLE" in response.json()["errors"]["runtime_config.argv"]
 
 
 @pytest.mark.parametrize(

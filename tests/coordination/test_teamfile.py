@@ -98,7 +98,7 @@ def test_team_file_and_api_give_the_same_messages(write, workspace, operator):
     client.force_authenticate(operator)
     response = client.post("/api/coordination/spawn", body, format="json")
     assert response.status_code == 400
-    api_lines = {f"{field}: {' '.join(reasons)}" for field, reasons in response.json().items()}
+    api_lines = {f"{field}: {reason}" for field, reason in response.json()["errors"].items()}
     assert lines == api_lines
 
 

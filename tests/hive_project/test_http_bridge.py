@@ -80,3 +80,45 @@ def test_environ_maps_scope_to_wsgi():
     assert env["REMOTE_ADDR"] == "127.0.0.2"
     assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "8000")
     assert env["wsgi.input"].read() == b"hello"
+
+
+class BodyFeed:
+    """An ASGI `receive` handing out a large body in chunks, counting what was read."""
+
+    def __init__(self, *, chunk: int, chunks: int):
+        self.chunk, self.left, self.read = b"x" * chunk, chunks, 0
+
+    async def __call__(self):
+        if self.left == 0:
+            return {"type": "http.disconnect"}
+        self.left -= 1
+        self.read += len(self.chunk)
+        return {"type": "http.request", "body": self.chunk, "more_body": self.left > 0}
+
+
+async def bridge_call(scope_headers: list, feed: BodyFeed) -> tuple[int, dict]:
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/tasks", "headers": scope_headers, "query_string": b""}
+    await application.application_mapping["http"](scope, feed, send)
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+async def test_a_declared_length_over_the_limit_is_413_before_reading_the_body(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000_000
+    feed = BodyFeed(chunk=65536, chunks=800)  # 50 MiB
+    status, body = await bridge_call([(b"content-length", str(65536 * 800).encode())], feed)
+    assert status == 413
+    assert body["code"] == "too_large" and set(body) == {"detail", "code", "errors"} and "body" in body["errors"]
+    assert feed.read == 0
+
+
+async def test_a_streamed_body_is_read_no_further_than_the_limit(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000_000
+    feed = BodyFeed(chunk=65536, chunks=800)  # 50 MiB, no Content-Length (chunked)
+    status, body = await bridge_call([(b"content-type", b"application/json")], feed)
+    assert status == 413 and body["code"] == "too_large"
+    assert feed.read <= 1_000_000 + 65536
