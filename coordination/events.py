@@ -252,10 +252,14 @@ def publish(payloads: Iterable[dict[str, Any]]) -> None:
             async_to_sync(_send_all)(layer, payloads, by_session, timeout)
         else:
             _publisher.run(_send_all(layer, payloads, by_session, timeout), timeout=timeout + 0.5)
-    except Exception:  # the table is the source of truth; clients replay what they missed
+    except Exception as exc:  # the table is the source of truth; clients replay what they missed
         _backoff.fail(layer)
+        # One line: an outage is expected weather, not a bug (the traceback would repeat on every commit).
         logger.warning(
-            "Publishing %d events failed; live feeds will deliver them from the table", len(payloads), exc_info=True
+            "Publishing %d events failed (%s: %s); live feeds will deliver them from the table",
+            len(payloads),
+            type(exc).__name__,
+            exc,
         )
     else:
         _backoff.succeed(layer)

@@ -58,6 +58,14 @@ STARTUP_RECENT_SECONDS = 60
 GROUP_REJOIN_SECONDS = 600
 # Pause before retrying the channel layer after an error (Redis down).
 LAYER_RETRY_SECONDS = 1.0
+# Longest a starting feed waits to join the layer group: a socket opening during a Redis hiccup
+# gets its hello from the table at once, and the listener joins when Redis answers again.
+JOIN_TIMEOUT_SECONDS = 1.0
+
+
+def _layer_problem(exc: BaseException) -> str:
+    """An outage in one line for the log (a traceback per flap says nothing more)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def tail_interval() -> float:
@@ -222,9 +230,11 @@ class LiveFeed:
                     self.listen_layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
                 self.channel = await self.listen_layer.new_channel(prefix="livefeed")
                 try:
-                    await self._join()
-                except Exception:  # Redis down: serve from the table; the listener keeps trying
-                    logger.warning("Live feed: channel layer unavailable; serving from the database", exc_info=True)
+                    await asyncio.wait_for(self._join(), timeout=JOIN_TIMEOUT_SECONDS)
+                except Exception as exc:  # Redis down: serve from the table; the listener keeps trying
+                    logger.warning(
+                        "Live feed: channel layer unavailable (%s); serving from the database", _layer_problem(exc)
+                    )
             self.tasks = [
                 self.loop.create_task(self._deliver(), name="livefeed-deliver"),
                 self.loop.create_task(self._tail(), name="livefeed-tail"),
@@ -356,11 +366,13 @@ class LiveFeed:
                     failing = False
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 if self.stopping:  # redis-py may turn the cancellation into a TimeoutError
                     return
                 if not failing:
-                    logger.warning("Live feed: channel layer unavailable; serving from the database", exc_info=True)
+                    logger.warning(
+                        "Live feed: channel layer unavailable (%s); serving from the database", _layer_problem(exc)
+                    )
                 failing = True
                 await asyncio.sleep(LAYER_RETRY_SECONDS)
                 continue

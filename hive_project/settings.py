@@ -119,13 +119,26 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channel layer --------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000, "expiry": 30},
-        }
+
+
+def redis_channel_layer(url: str) -> dict:
+    """channels-redis on `url`, with a socket timeout well above its 5 s blocking receive (BZPOPMIN).
+
+    With redis-py 8.x's default of 5 s an idle receive times out, and the live feed flaps
+    between "unavailable" and "back" under ordinary load. Callers bound their own waits.
+    """
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [{"address": url, "socket_timeout": 15, "socket_connect_timeout": 2}],
+            "capacity": 5000,
+            "expiry": 30,
+        },
     }
+
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     # In-process only; the console's live feed also tails the event table, so
     # events written by the daemon process still reach browsers (DESIGN: flow of one event).

@@ -12,6 +12,7 @@ a limit must never turn an outage of its store into failed API calls.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 from django.core.cache import caches
@@ -31,7 +32,10 @@ def _warn_unavailable() -> None:
     now = time.monotonic()
     if now - _warned_at >= WARN_EVERY_S:
         _warned_at = now
-        logger.warning("API rate limit counters unavailable; serving requests unlimited", exc_info=True)
+        exc = sys.exception()
+        logger.warning(
+            "API rate limit counters unavailable (%s: %s); serving requests unlimited", type(exc).__name__, exc
+        )
 
 
 class FixedWindowRateThrottle(SimpleRateThrottle):

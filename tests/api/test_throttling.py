@@ -97,4 +97,6 @@ def test_unreachable_counters_let_requests_through_and_say_so(operator, anon_cli
     secret = issue_token(operator)
     assert [get(anon_client, secret).status_code for _ in range(3)] == [200, 200, 200]
     warnings = [r for r in caplog.records if r.name == "coordination.access.throttling"]
-    assert [r.getMessage() for r in warnings] == ["API rate limit counters unavailable; serving requests unlimited"]
+    assert len(warnings) == 1 and warnings[0].exc_info is None  # one line, not a traceback per request
+    assert warnings[0].getMessage().startswith("API rate limit counters unavailable (ConnectionError: ")
+    assert warnings[0].getMessage().endswith("; serving requests unlimited")
