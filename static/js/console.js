@@ -499,6 +499,28 @@
     }).catch(function () { body.dataset.swState = "failed"; });
   }
 
+  // Sign-out forgets what this browser kept of the console: cached pages and the overview snapshot.
+  // The sign-out answer also carries Clear-Site-Data; this covers browsers that ignore it.
+  function forgetOnSignOut() {
+    document.querySelectorAll("form[data-sign-out]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (form.dataset.cleared) return;
+        event.preventDefault();
+        form.dataset.cleared = "1";
+        try { window.localStorage.removeItem(SNAPSHOT_KEY); } catch (e) { /* storage may be off */ }
+        if (navigator.serviceWorker && navigator.serviceWorker.controller) {
+          navigator.serviceWorker.controller.postMessage({ type: "hive:signed-out" });
+        }
+        var cleared = window.caches ? caches.keys().then(function (keys) {
+          return Promise.all(keys.filter(function (key) { return key.indexOf("hive-pages") === 0; })
+            .map(function (key) { return caches.delete(key); }));
+        }) : Promise.resolve();
+        var timeout = new Promise(function (resolve) { setTimeout(resolve, 1000); });
+        Promise.race([cleared, timeout]).catch(function () {}).then(function () { form.submit(); });
+      });
+    });
+  }
+
   // --- start -------------------------------------------------------------------------------------------------------
   function start() {
     var stored = parseInt(load(storageKey) || "0", 10) || 0;
@@ -512,6 +534,7 @@
     saveSnapshot();
     showSnapshot();
     registerServiceWorker();
+    forgetOnSignOut();
     if (navigator.onLine === false) showOfflineBanner(true);
     window.addEventListener("offline", function () { setConn("offline"); showOfflineBanner(true); });
     window.addEventListener("online", function () { showOfflineBanner(false); if (!socket) { attempts = 0; connect(); } });
