@@ -18,11 +18,27 @@ TEAM_FILE="$WORKSPACE_ROOT/demo-team.json"
 export PYTHONUNBUFFERED=1 HIVE_CREDENTIALS_FILE="$CREDENTIALS"
 mkdir -p var "$LOG_DIR" "$WORKSPACE_ROOT"
 
+# One Python process for every set-up step: starting Django costs seconds, so pay it once.
 echo "Preparing the database (${DATABASE_URL:-SQLite ${SQLITE_PATH:-var/hive.sqlite3}}) …"
-"$PY" manage.py migrate --noinput -v 0
-"$PY" manage.py collectstatic --noinput -v 0
-"$PY" manage.py ensure_operator
-"$PY" manage.py demo --config-out "$TEAM_FILE"
+"$PY" - "$TEAM_FILE" <<'SETUP'
+import os
+import sys
+import time
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hive_project.settings")
+django.setup()
+from django.core.management import call_command  # noqa: E402
+
+started = time.monotonic()
+call_command("migrate", interactive=False, verbosity=0)
+print(f"Database ready ({time.monotonic() - started:.0f} s). Collecting static files …", flush=True)
+call_command("collectstatic", interactive=False, verbosity=0)
+call_command("ensure_operator")
+print("Setting up the demo crew's repository …", flush=True)
+call_command("demo", config_out=sys.argv[1])
+SETUP
 
 children=()
 stopping=0
@@ -56,7 +72,8 @@ children+=($!)
 children+=($!)
 
 URL="http://127.0.0.1:$PORT/"
-for _ in $(seq 60); do
+echo "Starting the web server, the coordinator and the demo feed …"
+for _ in $(seq 120); do
   "$PY" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "${URL}admin/login/" \
     2>/dev/null && break
   sleep 0.5
