@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -93,3 +94,19 @@ def test_favicon_is_served(client):
     assert response.status_code == 200
     assert response["Content-Type"] == "image/vnd.microsoft.icon"
     assert b"".join(response.streaming_content)[:4] == b"\x00\x00\x01\x00"
+
+
+def test_refused_writes_log_one_warning_line_each(operator_client, viewer_client, crew, settings, caplog):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    caplog.set_level(logging.INFO)
+    refused = [
+        operator_client.post("/api/tasks", {"session": crew.pk, "title": ""}, format="json"),
+        operator_client.post("/api/tasks", {"session": crew.pk, "title": "x" * 2000}, format="json"),
+        operator_client.post("/api/decisions/999999/answer", {"option": "approve"}, format="json"),
+        operator_client.post("/api/tasks", b"{bad", content_type="application/json"),
+        viewer_client.post("/api/tasks", {"session": crew.pk, "title": "x"}, format="json"),
+    ]
+    assert [r.status_code for r in refused] == [400, 413, 404, 400, 403]
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.levelname for r in problems] == ["WARNING"] * len(refused), [r.getMessage() for r in problems]
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in problems)
