@@ -19,7 +19,7 @@ export PYTHONUNBUFFERED=1 HIVE_CREDENTIALS_FILE="$CREDENTIALS"
 mkdir -p var "$LOG_DIR" "$WORKSPACE_ROOT"
 
 # One Python process for every set-up step: starting Django costs seconds, so pay it once.
-echo "Preparing the database (${DATABASE_URL:-SQLite ${SQLITE_PATH:-var/hive.sqlite3}}) …"
+echo "[${SECONDS} s] Preparing the database (${DATABASE_URL:-SQLite ${SQLITE_PATH:-var/hive.sqlite3}}) …"
 "$PY" - "$TEAM_FILE" <<'SETUP'
 import os
 import sys
@@ -62,22 +62,29 @@ stop() {
 }
 trap 'stop; exit 0' INT TERM
 
+URL="http://127.0.0.1:$PORT/"
+echo "[${SECONDS} s] Starting the web server …"
 "$PY" -m daphne -b 127.0.0.1 -p "$PORT" --access-log "$LOG_DIR/access.log" hive_project.asgi:application \
   >>"$LOG_DIR/web.log" 2>&1 &
 children+=($!)
+# The console first: the coordinator and the demo feed start once it answers, so they do not
+# compete with the web server for the CPU while it starts.
+for _ in $(seq 240); do
+  if command -v curl >/dev/null 2>&1; then
+    curl -fs -o /dev/null --max-time 1 "${URL}accounts/login/" && break
+  else
+    "$PY" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "${URL}accounts/login/" \
+      2>/dev/null && break
+  fi
+  kill -0 "${children[0]}" 2>/dev/null || { echo "The web server did not start; see $LOG_DIR/web.log." >&2; exit 1; }
+  sleep 0.25
+done
+echo "[${SECONDS} s] Console up; starting the coordinator and the demo feed …"
 # Process substitution keeps $! the Python process itself, so signals reach it, not a pipe.
 "$PY" manage.py run_coordinator --team "$TEAM_FILE" > >(sed -u 's/^/[coordinator] /') 2>&1 &
 children+=($!)
 "$PY" manage.py demo --feed > >(sed -u 's/^/[demo feed] /') 2>&1 &
 children+=($!)
-
-URL="http://127.0.0.1:$PORT/"
-echo "Starting the web server, the coordinator and the demo feed …"
-for _ in $(seq 120); do
-  "$PY" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "${URL}admin/login/" \
-    2>/dev/null && break
-  sleep 0.5
-done
 
 WORKSPACE="$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['workspace'])" "$TEAM_FILE")"
 LOGIN="(your existing operator login)"
@@ -86,7 +93,7 @@ if [ -f "$CREDENTIALS" ]; then
 fi
 cat <<BANNER
 
-  Agent Hive is running:  $URL
+  Agent Hive is running:  $URL   (ready after ${SECONDS} s)
     console   $URL
     admin     ${URL}admin/
     login     $LOGIN   (saved in $CREDENTIALS)
