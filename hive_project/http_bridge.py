@@ -8,8 +8,10 @@ through Django's WSGI handler, and the response is sent from the event loop.
 Responses are buffered: the console and API send small, complete bodies.
 
 Request bodies are capped at settings.DATA_UPLOAD_MAX_MEMORY_SIZE (HIVE_MAX_BODY_BYTES):
-a declared Content-Length over it, or a stream that grows past it, is answered 413 in
-the API's error shape at once, and the rest of the body is never read into memory.
+a declared Content-Length over it is answered 413 in the API's error shape without reading
+the body, and a stream that grows past it is answered 413 as soon as it does; the bridge
+never joins more than the limit into one buffer. (Daphne's HTTP layer, Twisted, spools a
+large body to a temporary file before the application sees it.)
 """
 
 from __future__ import annotations
