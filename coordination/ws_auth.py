@@ -15,12 +15,12 @@ scope limits what the socket may do.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlparse
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
-from channels.security.websocket import AllowedHostsOriginValidator
+from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
 from django.contrib.auth.models import AnonymousUser
 
 from .access.services import TokenRejected, token_authenticate
@@ -66,6 +66,14 @@ class TokenAuthMiddleware(BaseMiddleware):
         return await super().__call__(scope, receive, send)
 
 
+class OriginDenier(WebsocketDenier):
+    """Refuses the handshake. It uses no channel layer: Channels' own denier subscribes to the
+    default layer and waits on Redis, so a refused socket outlived its client and, in a Redis
+    hiccup, ended in "Exception inside application: Timeout reading from …"."""
+
+    channel_layer_alias = None
+
+
 class OriginRule:
     """Sockets with `Origin` must come from an allowed host; sockets without one are marked for token-only auth."""
 
@@ -74,9 +82,16 @@ class OriginRule:
         self.checked = AllowedHostsOriginValidator(inner)
 
     async def __call__(self, scope, receive, send):
-        if any(name == b"origin" for name, _ in scope.get("headers", ())):
-            return await self.checked(scope, receive, send)
-        return await self.inner(dict(scope, **{WITHOUT_ORIGIN: True}), receive, send)
+        origins = [value for name, value in scope.get("headers", ()) if name == b"origin"]
+        if not origins:
+            return await self.inner(dict(scope, **{WITHOUT_ORIGIN: True}), receive, send)
+        try:
+            parsed = urlparse(origins[-1].decode("latin1"))
+        except UnicodeDecodeError:
+            parsed = None
+        if self.checked.valid_origin(parsed):
+            return await self.inner(scope, receive, send)
+        return await OriginDenier()(scope, receive, send)
 
 
 SERVER_SEND = "hive.server_send"

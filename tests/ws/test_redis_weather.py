@@ -9,7 +9,7 @@ import time
 import pytest
 
 from hive_project.settings import redis_channel_layer
-from tests.ws.conftest import open_socket
+from tests.ws.conftest import communicator, open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,3 +57,21 @@ async def test_a_socket_opening_while_redis_is_frozen_is_served_at_once_in_one_l
     assert [r.levelname for r in problems] == ["WARNING"], [r.getMessage() for r in problems]
     assert "channel layer unavailable" in problems[0].getMessage()
     assert problems[0].exc_info is None  # one line, no traceback
+
+
+async def test_a_refused_socket_never_waits_on_redis(redis_layer, token, caplog):
+    """A socket from a foreign origin is refused without subscribing to the channel layer: no Redis
+    connection, so no receive left waiting on Redis after the client has gone."""
+    import redis
+
+    watcher = redis.Redis.from_url(redis_layer.url)
+    socket = communicator("/ws/coordination/", token=token, origin=(b"origin", b"http://evil.example"))
+    connected, _ = await socket.connect(timeout=5)
+    assert not connected
+    await asyncio.sleep(0.5)
+    others = [client for client in watcher.client_list() if client["cmd"] != "client|list"]
+    await socket.send_input({"type": "websocket.disconnect", "code": 1006})  # the client goes away
+    await asyncio.wait_for(asyncio.shield(socket.future), timeout=3)  # and the application ends with it
+    watcher.close()
+    assert others == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
