@@ -27,6 +27,8 @@ FLOW_ORDER = ["product_manager", "architect", "developer", "reviewer", "tester",
 ROLE_LABELS = dict(Agent.Role.choices)
 TIMELINE_ATTEMPT_LIMIT = 2000
 REPLAY_EVENT_LIMIT = 20000
+# Event ids the replay slider stops at (the most recent ones).
+REPLAY_STOP_LIMIT = 5000
 FLOW_EVENT_LIMIT = 20000
 # Event types after which the agent named on the event is no longer working on the task.
 _TASK_RELEASED = {E.TASK_COMPLETED, E.TASK_FAILED, E.TASK_RECLAIMED, E.TASK_CANCELLED}
@@ -245,9 +247,22 @@ def _edge_geometry(x1: float, x2: float, y: float, kind: str) -> dict[str, Any]:
 
 
 def session_event_bounds(*, session: Session) -> dict[str, Any]:
-    """First and last event id of a session and how many events it has. One query."""
-    ids = list(CoordinationEvent.objects.filter(session=session).order_by("id").values_list("id", flat=True))
-    return {"first": ids[0] if ids else None, "last": ids[-1] if ids else None, "count": len(ids), "ids": ids}
+    """The replay slider's stops: the session's last REPLAY_STOP_LIMIT event ids, oldest first. One query.
+
+    Returns ``{"first", "last", "count", "ids", "truncated"}`` (truncated: older events exist).
+    A session of a million events must not put a million ids in its page.
+    """
+    newest = CoordinationEvent.objects.filter(session=session).order_by("-id").values_list("id", flat=True)
+    ids = list(newest[: REPLAY_STOP_LIMIT + 1])[::-1]
+    truncated = len(ids) > REPLAY_STOP_LIMIT
+    ids = ids[1:] if truncated else ids
+    return {
+        "first": ids[0] if ids else None,
+        "last": ids[-1] if ids else None,
+        "count": len(ids),
+        "ids": ids,
+        "truncated": truncated,
+    }
 
 
 def replay_state(*, session: Session, at: int | None = None) -> dict[str, Any]:
