@@ -52,6 +52,8 @@ def workflow_detail(request, pk: int):
         "runs": list(verification_runs(workflow=workflow)[:PAGE_RUNS]),
         "queue": queue,
         "queue_position": next((i for i, w in enumerate(queue, start=1) if w.pk == workflow.pk), None),
+        # Live: every event of the session re-renders the page's live regions (see static/js/console.js).
+        "socket_path": f"/ws/coordination/sessions/{workflow.session_id}/",
         "events": list(
             CoordinationEvent.objects.filter(workflow=workflow, type__in=DELIVERY_EVENTS).order_by("-id")[:PAGE_EVENTS]
         ),

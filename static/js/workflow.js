@@ -5,7 +5,7 @@
   function render() {
     var data = document.getElementById("workflow-diff");
     var target = document.querySelector("[data-diff-view]");
-    if (!data || !target) return;
+    if (!data || !target || target.getAttribute("data-diff-rendered") === "true") return;
     if (!window.Diff2Html) {
       target.innerHTML = '<p class="muted small">The diff viewer did not load; the raw diff is below.</p>';
       return;
@@ -23,4 +23,6 @@
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", render);
   else render();
+  // The page's live regions are swapped in by console.js on each event of the session: render the new diff.
+  document.addEventListener("hive:refreshed", render);
 })();

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
+from coordination.events import EventDraft, event_record
+from coordination.models import VerificationRun
 from tests.console.test_workflow_page import delivered_workflow
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -30,4 +33,24 @@ def test_the_diff_is_rendered_and_the_runs_and_queue_are_shown(new_page, viewer,
     assert page.query_selector("[data-run].run-passed") is not None
     assert page.inner_text(f"[data-queue-entry='{workflow.pk}']").startswith("Greet the world")
     assert page.inner_text("[data-branch]") == "hive/s/w1"
+    assert errors == []
+
+    # Live: a new run and its event appear without a reload, and the diff is rendered again.
+    page.wait_for_selector('[data-conn][data-state="live"]')
+    page.evaluate("window.__sameDocument = true")
+    run = VerificationRun.objects.create(
+        workflow=workflow, kind="merge", command=["make", "check"], exit_code=0, passed=True
+    )
+    event_record(
+        EventDraft(
+            type="verification_passed",
+            message="make check passed",
+            session_id=workflow.session_id,
+            workflow_id=workflow.pk,
+        ),
+        now=timezone.now(),
+    )
+    page.wait_for_selector(f"[data-run='{run.pk}']")
+    page.wait_for_selector("[data-diff-view][data-diff-rendered='true'] .d2h-file-wrapper")
+    assert page.evaluate("window.__sameDocument") is True
     assert errors == []
