@@ -58,7 +58,7 @@ def repository_readable_copy(repository: str) -> Path | None:
     if os.path.isabs(path) and os.path.isdir(path):
         return Path(path)
     digest = hashlib.sha256(repository.encode()).hexdigest()[:16]
-    for root in settings.HIVE["WORKSPACE_ROOTS"]:
+    for root in [settings.HIVE["WORKSPACE_ROOT"], *settings.HIVE["WORKSPACE_ROOTS"]]:
         clone = Path(root) / CLONES_DIR / digest / "repo.git"
         if clone.is_dir():
             return clone
