@@ -135,7 +135,10 @@ class MetricsSerializer(serializers.Serializer):
 
 
 class ValueInputsSerializer(serializers.Serializer):
-    human_estimate_hours = serializers.DecimalField(**MONEY_2)
+    human_estimate_hours = serializers.DecimalField(
+        **MONEY_2, help_text="Σ estimate of the workflows delivered in the window, each once"
+    )
+    workflows_delivered = serializers.IntegerField()
     tasks_completed = serializers.IntegerField()
     decisions_answered = serializers.IntegerField()
     crew_seconds = serializers.FloatField()
