@@ -58,6 +58,8 @@ def value_between(*, start: datetime | None, end: datetime, session=None) -> dic
     human_hours = Decimal(decisions_answered) * Decimal(assumptions.human_review_minutes_per_decision) / 60
     hours_saved = estimate - human_hours
     crew_hours = Decimal(str(totals["busy_seconds"])) / 3600
+    # A scripted runtime's duration is not work time: a gain over simulated time alone would be invented.
+    real_busy = float(totals["busy_seconds"]) - float(totals["simulated_busy_seconds"])
     cost = Decimal(totals["cost"])
     value = hours_saved * assumptions.hourly_rate
     net_value = value - cost
@@ -74,7 +76,7 @@ def value_between(*, start: datetime | None, end: datetime, session=None) -> dic
         "hours_saved": _hours(hours_saved),
         "crew_hours": _hours(crew_hours),
         "human_hours_spent": _hours(human_hours),
-        "productivity_gain": round(float(estimate / crew_hours), 3) if crew_hours > 0 else None,
+        "productivity_gain": round(float(estimate / crew_hours), 3) if crew_hours > 0 and real_busy > 0 else None,
         "cost_usd": _money(cost),
         "value": _money(value),
         "net_value": _money(net_value),
@@ -110,7 +112,7 @@ BUSINESS_FORMULAS = {
     "add crew time and cost, never value",
     "crew_hours": "Σ (finished_at − started_at) of tasks completed or failed in the window, rework included",
     "productivity_gain": "Σ human_estimate_hours of workflows delivered in the window / crew_hours "
-    "(None when crew_hours is 0)",
+    "(None when crew_hours is 0, or when all of it is simulated: a scripted runtime's duration is not work time)",
     "cost_usd": "Σ cost_usd of tasks finished in the window, as reported by their runtimes",
     "value": "hours_saved × hourly_rate",
     "net_value": "value − cost_usd",

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from coordination.models import Task, Workflow
-from coordination.services import WorkSpec, task_cancel, team_spawn, work_submit
+from coordination.services import MemberSpec, WorkSpec, task_cancel, team_spawn, work_submit
 from metrics import selectors as metrics
 from metrics.models import ValueAssumptions
 from tests.conftest import run_until_quiet, scripted
@@ -60,3 +60,25 @@ def test_a_cancelled_workflow_saves_nothing(crew, engine):
         value = metrics.business_value(window=window)
         assert value["hours_saved"] == Decimal("0.00")
         assert value["inputs"]["workflows_delivered"] == 0
+
+
+def test_no_productivity_gain_is_claimed_from_simulated_time_alone(picky_crew, engine, workspace):
+    work_submit(session=picky_crew, work=WorkSpec(title="Scripted", pattern="code_review_cycle", estimate_hours=4))
+    run_until_quiet(engine)
+    simulated = metrics.business_value(window="1h")
+    assert simulated["hours_saved"] == Decimal("4.00") and simulated["crew_hours"] >= 0
+    assert simulated["productivity_gain"] is None
+    assert "simulated" in metrics.BUSINESS_FORMULAS["productivity_gain"]
+
+    real = team_spawn(
+        name="Real crew",
+        workspace=str(workspace),
+        members=[
+            MemberSpec(role="developer", runtime="command", runtime_config={"argv": ["sleep", "0.3"]}),
+            MemberSpec(role="reviewer", runtime="command", runtime_config={"argv": ["sleep", "0.3"]}),
+        ],
+    )
+    work_submit(session=real, work=WorkSpec(title="Real", pattern="code_review_cycle", estimate_hours=2))
+    run_until_quiet(engine)
+    value = metrics.business_value(window="1h")
+    assert value["productivity_gain"] is not None and value["productivity_gain"] > 0
