@@ -92,3 +92,9 @@ def test_issue_token_as_an_operator_records_who_issued_it_and_never_the_secret(v
 
 def event_text() -> str:
     return "".join(str(row) for row in CoordinationEvent.objects.values_list("message", "collaboration_data"))
+
+
+def test_demo_as_an_operator(operator, tmp_path, settings):
+    settings.HIVE = {**settings.HIVE, "WORKSPACE_ROOT": tmp_path / "ws"}
+    call_command("demo", "--as", "operator", config_out=str(tmp_path / "team.json"), verbosity=0)
+    assert set(CoordinationEvent.objects.values_list("actor", flat=True)) == {"operator"}

@@ -12,9 +12,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
+from coordination.actors import acting
 from coordination.demo import demo_ensure, demo_name, feed_next
 from coordination.exceptions import DomainError
-from coordination.management.base import require_migrated_database
+from coordination.management.base import add_actor_argument, command_actor, require_migrated_database
 from coordination.models import Session
 
 
@@ -41,9 +42,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--idle-pause", type=float, default=5.0, help="Seconds the crew rests between pieces of work (default 5)."
         )
+        add_actor_argument(parser)
 
     def handle(self, *args, **options):
         require_migrated_database()
+        actor, _ = command_actor(options)
+        with acting(actor):
+            return self._handle(options)
+
+    def _handle(self, options):
         if options["feed"]:
             return self.feed(
                 interval=options["interval"], idle_pause=options["idle_pause"], verbosity=options["verbosity"]
