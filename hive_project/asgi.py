@@ -13,7 +13,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hive_project.settings")
 # Set Django up first so models are ready before consumers import them.
 django.setup(set_prefix=False)
 
-from hive_project.http_bridge import SyncHTTPBridge  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from hive_project.http_bridge import SyncHTTPBridge, cap_daphne_request_bodies  # noqa: E402
+
+# Daphne keeps no more of a request body than the API accepts (see http_bridge).
+cap_daphne_request_bodies(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 # One thread hop per HTTP request instead of one per middleware hook (see http_bridge).
 django_http_app = SyncHTTPBridge(threads=int(os.environ.get("HIVE_HTTP_THREADS", "8")))

@@ -10,8 +10,9 @@ Responses are buffered: the console and API send small, complete bodies.
 Request bodies are capped at settings.DATA_UPLOAD_MAX_MEMORY_SIZE (HIVE_MAX_BODY_BYTES):
 a declared Content-Length over it is answered 413 in the API's error shape without reading
 the body, and a stream that grows past it is answered 413 as soon as it does; the bridge
-never joins more than the limit into one buffer. (Daphne's HTTP layer, Twisted, spools a
-large body to a temporary file before the application sees it.)
+never joins more than the limit into one buffer. Daphne itself would store the whole body
+and queue all of it for the application; `cap_daphne_request_bodies` (installed by
+hive_project.asgi) makes it drop whatever comes past the limit.
 """
 
 from __future__ import annotations
@@ -146,3 +147,33 @@ def environ(scope, body: bytes) -> dict:
         text = value.decode("latin1")
         env[key] = f"{env[key]},{text}" if key in env else text
     return env
+
+
+def cap_daphne_request_bodies(limit: int | None) -> None:
+    """Make daphne keep at most `limit` + 1 bytes of any request body.
+
+    Daphne (Twisted) stores the whole body before calling the application, then queues all
+    of it for the application at once: a 50 MB request cost the process 50 MB however early
+    the answer came. Past the limit the rest is read from the socket and dropped; the
+    bridge then sees a body over the limit (or a Content-Length over it) and answers 413.
+    """
+    if limit is None:
+        return
+    try:
+        from daphne.http_protocol import WebRequest
+    except ImportError:  # another ASGI server: the bridge's own cap still applies
+        return
+    if getattr(WebRequest, "hive_body_cap", None) is not None:
+        WebRequest.hive_body_cap = limit
+        return
+    keep = WebRequest.handleContentChunk
+
+    def handleContentChunk(self, data: bytes) -> None:  # Twisted's name
+        kept = getattr(self, "hive_body_kept", 0)
+        room = WebRequest.hive_body_cap + 1 - kept
+        if room > 0:
+            keep(self, data[:room])
+        self.hive_body_kept = kept + min(len(data), max(room, 0))
+
+    WebRequest.hive_body_cap = limit
+    WebRequest.handleContentChunk = handleContentChunk
