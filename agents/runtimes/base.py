@@ -17,6 +17,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Python's whitespace (what str.strip() removes), spelled out: "\s" means less in a JSON schema's (ECMA) pattern
+# than in Python, so a published pattern written with it would accept text the validation then finds blank.
+SPACE_CLASS = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Text with at least one character that is neither NUL nor whitespace, and no NUL anywhere.
+NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{SPACE_CLASS}][^\x00]*$"
 COST_QUANTUM = Decimal("0.000001")
 SUMMARY_MAX_CHARS = 200
 # A price or other non-negative decimal in a config, as the API schema describes it (see parse_decimal).

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .base import (
+    NOT_BLANK_PATTERN,
     ConfigChecker,
     Outcome,
     Runtime,
@@ -61,7 +62,7 @@ class CommandRuntime(Runtime):
             "argv": {
                 "type": "array",
                 "minItems": 1,
-                "items": {"type": "string", "pattern": r"^[^\x00]*[^\x00\s][^\x00]*$"},
+                "items": {"type": "string", "pattern": NOT_BLANK_PATTERN},
                 "description": "the program, then its arguments; {title}, {description}, {files}, … placeholders "
                 "fill arguments, never the program nor a shell's or an interpreter's script",
             },

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from .base import (
     DECIMAL_SCHEMA,
     ENV_NAME,
+    NOT_BLANK_PATTERN,
     ConfigChecker,
     Outcome,
     Runtime,
@@ -80,7 +81,7 @@ class LLMRuntime(Runtime):
         "required": ["base_url", "model"],
         "properties": {
             "base_url": {"type": "string", "pattern": r"^https?://[^/?#\x00\s\[\]]+(/[^?#\x00]*)?$"},
-            "model": {"type": "string", "pattern": r"^[^\x00]*[^\x00\s][^\x00]*$"},
+            "model": {"type": "string", "pattern": NOT_BLANK_PATTERN},
             "api_key_env": {"type": "string", "pattern": r"^([A-Za-z_][A-Za-z0-9_]*)?$"},
             "timeout": {"type": "number", "minimum": 1, "maximum": 3600},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from .base import (
     ENV_NAME,
+    SPACE_CLASS,
     ConfigChecker,
     Outcome,
     RuntimeConfigError,
@@ -30,8 +31,8 @@ from .base import (
 )
 from .command import DEFAULT_ENV_ALLOW, CommandRuntime
 
-MODEL = re.compile(r"^[^\x00\s]*$")
-BASE_URL = re.compile(r"^(https?://[^\x00\s]+)?$")
+MODEL = re.compile(rf"^[^\x00{SPACE_CLASS}]*$")
+BASE_URL = re.compile(rf"^(https?://[^\x00{SPACE_CLASS}]+)?$")
 EXTRA_ARG = re.compile(r"^-[^\x00{}]*$")
 PROMPT = "Task #{task_id} ({role}, {step} step, round {round}): {title}\n\n{description}\n\n{handoff_note}"
 DEFAULT_TIMEOUT_S = 1800

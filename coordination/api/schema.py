@@ -16,12 +16,13 @@ from django.conf import settings
 
 from agents.models import Agent
 from agents.runtimes import RUNTIMES, CommandRuntime, PresetRuntime
+from agents.runtimes.base import NOT_BLANK_PATTERN
 from coordination.inputs import MAX_BACKLOG_ITEMS, MAX_TEAM_MEMBERS
 
 MEMBER_COMPONENTS = ("MemberInputRequest", "AgentCreateInputRequest")
 NO_NUL = "^[^\\x00]*$"
 # Text that is required (minLength) is trimmed first, so it needs a character that is not a space.
-NOT_BLANK = "^[^\\x00]*[^\\x00\\s][^\\x00]*$"
+NOT_BLANK = NOT_BLANK_PATTERN
 
 
 def _forbid_nul(schema) -> None:

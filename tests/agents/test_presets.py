@@ -174,3 +174,14 @@ def test_claude_code_preset_runs_the_program_and_records_its_tokens_and_cost(tmp
     assert argv[0] == "-p" and argv[1].startswith("Task #3 (developer, implement step, round 1): Add bye()")
     assert argv[argv.index("--model") + 1] == "sonnet"
     assert (workspace / "app" / "bye.py").exists()
+
+
+def test_the_published_space_class_is_exactly_pythons_whitespace():
+    import re
+
+    from agents.runtimes.base import SPACE_CLASS
+
+    spaces = re.compile(f"[{SPACE_CLASS}]")
+    for code in range(0x110000):
+        char = chr(code)
+        assert bool(spaces.fullmatch(char)) == char.isspace(), hex(code)
