@@ -7,8 +7,27 @@ from django.contrib import admin
 from .models import CoordinationObjective, ValidationRun, ValueAssumptions
 
 
+class SingletonAdmin(admin.ModelAdmin):
+    """A one-row model (`Model.current()`): shown at once with its defaults, edited, never added twice or deleted."""
+
+    def has_add_permission(self, request) -> bool:
+        return not self.model.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        # The figures already use the defaults, so show them as the row to edit.
+        self.model.current()
+        return super().changelist_view(request, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+
+
 @admin.register(ValueAssumptions)
-class ValueAssumptionsAdmin(admin.ModelAdmin):
+class ValueAssumptionsAdmin(SingletonAdmin):
     """One row: add it once, edit it, never delete it."""
 
     list_display = (
@@ -33,24 +52,9 @@ class ValueAssumptionsAdmin(admin.ModelAdmin):
     )
     readonly_fields = ("updated_at", "updated_by")
 
-    def has_add_permission(self, request) -> bool:
-        return not ValueAssumptions.objects.exists()
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        # The figures already use the defaults, so show them as the row to edit.
-        ValueAssumptions.current()
-        return super().changelist_view(request, extra_context)
-
-    def save_model(self, request, obj, form, change):
-        obj.updated_by = request.user
-        super().save_model(request, obj, form, change)
-
 
 @admin.register(CoordinationObjective)
-class CoordinationObjectiveAdmin(admin.ModelAdmin):
+class CoordinationObjectiveAdmin(SingletonAdmin):
     """One row, like the value assumptions: the objective the daemons judge the crew by."""
 
     list_display = ("__str__", "state", "last_ratio", "last_finished", "last_evaluated_at", "updated_by")
@@ -79,20 +83,6 @@ class CoordinationObjectiveAdmin(admin.ModelAdmin):
         "updated_at",
         "updated_by",
     )
-
-    def has_add_permission(self, request) -> bool:
-        return not CoordinationObjective.objects.exists()
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        CoordinationObjective.current()
-        return super().changelist_view(request, extra_context)
-
-    def save_model(self, request, obj, form, change):
-        obj.updated_by = request.user
-        super().save_model(request, obj, form, change)
 
 
 @admin.register(ValidationRun)
