@@ -149,8 +149,8 @@ def _plan(task: Task, *, attempt: int) -> AttemptPlan:
     )
 
 
-def attempt_prepare(plan: AttemptPlan) -> tuple[Clone, Worktree]:
-    """The attempt's own worktree, on its own branch, from the workflow branch's head."""
+def attempt_prepare(plan: AttemptPlan) -> tuple[Clone, Worktree, str]:
+    """The attempt's own worktree, on its own branch, from the workflow branch's head; and the workflow's base."""
     clone = clone_for(plan.repository)
     target_ensure(clone, branch=plan.target_branch)
     head = workflow_branch_ensure(clone, branch=plan.workflow_branch, target=plan.target_branch)
@@ -165,16 +165,15 @@ def attempt_prepare(plan: AttemptPlan) -> tuple[Clone, Worktree]:
     TaskAttempt.objects.filter(task_id=plan.task_id, number=plan.attempt).update(
         branch=plan.attempt_branch, worktree=str(worktree.path), base_sha=head, host=HOST
     )
-    return clone, worktree
+    return clone, worktree, workflow.base_sha
 
 
-def attempt_context(plan: AttemptPlan, ctx: TaskContext, worktree: Worktree) -> TaskContext:
+def attempt_context(plan: AttemptPlan, ctx: TaskContext, worktree: Worktree, *, workflow_base: str) -> TaskContext:
     """The runtime's context: its workspace is the worktree; its process group is recorded for fencing.
 
     `base_sha` (HIVE_BASE_SHA) is the workflow's base, so `git diff $HIVE_BASE_SHA` in the worktree is the
     whole change under review, not just this attempt's part of it.
     """
-    workflow_base = Workflow.objects.filter(pk=plan.workflow_id).values_list("base_sha", flat=True).first()
 
     def record_group(pgid: int) -> None:
         TaskAttempt.objects.filter(task_id=plan.task_id, number=plan.attempt).update(pgid=pgid, host=HOST)
@@ -195,12 +194,12 @@ def attempt_run(*, plan: AttemptPlan, ctx: TaskContext, run) -> RuntimeResult:
     """
     task_id, attempt = plan.task_id, plan.attempt
     try:
-        clone, worktree = attempt_prepare(plan)
+        clone, worktree, workflow_base = attempt_prepare(plan)
     except GitError as exc:
         logger.warning("Could not prepare the worktree of task %s attempt %s: %s", task_id, attempt, exc)
         return RuntimeResult(outcome=Outcome.FAILURE, error=f"could not prepare the worktree: {exc}"[:2000])
     try:
-        result = run(attempt_context(plan, ctx, worktree))
+        result = run(attempt_context(plan, ctx, worktree, workflow_base=workflow_base))
         # the runtime waited for its process group: nothing is left to fence
         TaskAttempt.objects.filter(task_id=task_id, number=attempt).update(pgid=None)
         if result.outcome != Outcome.SUCCESS:
