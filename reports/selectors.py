@@ -19,7 +19,8 @@ from django.utils import timezone
 from coordination.models import CoordinationEvent, Decision, Task, VerificationRun, Workflow
 from metrics import series as metrics_series
 from metrics import value as metrics_value
-from metrics.windows import seconds_between
+from metrics.windows import _hours as _hours_rounded
+from metrics.windows import _money, seconds_between
 
 from .inputs import Period
 
@@ -144,7 +145,7 @@ def _abandoned(period: Period, in_session: Q) -> list[dict[str, Any]]:
         .select_related("session")
         .order_by("completed_at", "id")
     )
-    return [_why(workflow) for workflow in workflows]
+    return _reasons(workflows)
 
 
 def _blocked(in_session: Q) -> list[dict[str, Any]]:
@@ -154,12 +155,22 @@ def _blocked(in_session: Q) -> list[dict[str, Any]]:
         .select_related("session")
         .order_by("id")
     )
-    return [_why(workflow) for workflow in workflows]
+    return _reasons(workflows)
 
 
-def _why(workflow: Workflow) -> dict[str, Any]:
-    decision = workflow.decisions.order_by("-created_at", "-id").first()
-    failed = workflow.tasks.exclude(error="").order_by("-finished_at", "-id").first()
+def _reasons(workflows: list[Workflow]) -> list[dict[str, Any]]:
+    """Why each workflow stopped or waits: its latest decision, else its latest task error. Two queries."""
+    ids = [workflow.pk for workflow in workflows]
+    decisions: dict[int, Decision] = {}
+    for decision in Decision.objects.filter(workflow__in=ids).order_by("-created_at", "-id"):
+        decisions.setdefault(decision.workflow_id, decision)
+    failures: dict[int, Task] = {}
+    for task in Task.objects.filter(workflow__in=ids).exclude(error="").order_by("-finished_at", "-id"):
+        failures.setdefault(task.workflow_id, task)
+    return [_why(workflow, decisions.get(workflow.pk), failures.get(workflow.pk)) for workflow in workflows]
+
+
+def _why(workflow: Workflow, decision: Decision | None, failed: Task | None) -> dict[str, Any]:
     if decision is not None:
         reason = decision.question + (f" — answered “{decision.answer}”" if decision.answer else " — waiting")
         if decision.comment:
@@ -301,9 +312,5 @@ def _series(period: Period, deliveries: list[dict[str, Any]]) -> list[dict[str, 
     return days
 
 
-def _money(value) -> Decimal:
-    return (Decimal(value or 0)).quantize(Decimal("0.01"))
-
-
 def _hours(seconds) -> Decimal:
-    return (Decimal(str(seconds or 0)) / 3600).quantize(Decimal("0.01"))
+    return _hours_rounded(Decimal(str(seconds or 0)) / 3600)
