@@ -29,7 +29,9 @@ STATIC = Path(settings.BASE_DIR) / "static"
 INLINE_ASSETS = ("css/console.css", "css/report.css")
 
 
-def _context(request, period: Period) -> dict:
+def _context(period: Period, *, params=None) -> dict:
+    """The page's context; `params` (the request's query) fill the form again, none for a printed report."""
+    params = params or {}
     report = delivery_report(period)
     figures = [figure | {"links": source_links(figure)} for figure in headline_figures(report)]
     query = urlencode(period.query())
@@ -38,7 +40,7 @@ def _context(request, period: Period) -> dict:
         "figures": figures,
         "period_obj": period,
         "query": query,
-        "form": {key: request.GET.get(key, "") for key in ("period", "start", "end", "session")},
+        "form": {key: params.get(key, "") for key in ("period", "start", "end", "session")},
         "period_choices": PERIOD_CHOICES,
         "sessions": Session.objects.order_by("-created_at").values("id", "name")[:200],
         "chart_data": {
@@ -68,7 +70,7 @@ def report(request):
             "sessions": Session.objects.order_by("-created_at").values("id", "name")[:200],
         }
         return _page(request, "console/report.html", context, status=400, nav="reports")
-    return _page(request, "console/report.html", _context(request, period), nav="reports")
+    return _page(request, "console/report.html", _context(period, params=request.GET), nav="reports")
 
 
 @login_required
@@ -114,7 +116,7 @@ def report_pdf(request):
 
 def report_pdf_bytes(period: Period) -> bytes:
     """The page, self-contained (inline styles and chart library), printed by Chromium."""
-    context = _context(_NoRequest(), period) | {
+    context = _context(period) | {
         "pdf": True,
         "inline_css": "\n".join((STATIC / name).read_text(encoding="utf-8") for name in INLINE_ASSETS),
         "inline_chart_js": (STATIC / "vendor" / "chartjs" / "chart.umd.min.js").read_text(encoding="utf-8"),
@@ -129,9 +131,3 @@ def _filename(period: Period) -> str:
     scope = f"session-{period.session.pk}" if period.session else "all-sessions"
     last = (period.end - timezone.timedelta(microseconds=1)).date()
     return f"agent-hive-report-{scope}-{period.start.date()}-{last}"
-
-
-class _NoRequest:
-    """What _context reads from a request, for a report printed outside one (the command)."""
-
-    GET: dict = {}
