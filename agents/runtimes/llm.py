@@ -150,7 +150,7 @@ class LLMRuntime(Runtime):
         try:
             for read_round in range(self.config["max_reads"] + 1):
                 content = self._call(ctx=ctx, headers=headers, messages=messages, usage=usage, cancel=cancel)
-                reads = requested_reads(content) if editing(ctx) and not parse_edits_quietly(content) else []
+                reads = requested_reads(content) if editing(ctx) and not has_edit_blocks(content) else []
                 if not reads or read_round == self.config["max_reads"]:
                     break
                 messages += [{"role": "assistant", "content": content}, self._files_message(ctx=ctx, paths=reads)]
@@ -261,7 +261,8 @@ def apply_reply_edits(*, ctx: TaskContext, content: str, summary: str) -> tuple[
     return changed, clip(f"{summary} (edited {', '.join(changed)})")
 
 
-def parse_edits_quietly(content: str) -> bool:
+def has_edit_blocks(content: str) -> bool:
+    """The reply carries edits (well formed or not): it is an answer, not a request to read files."""
     try:
         return bool(parse_edits(content))
     except EditError:
